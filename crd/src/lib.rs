@@ -1,1 +1,7 @@
+//! The `TenantIdentity` API: types, schema validation rules and condition helpers. No I/O.
 
+pub mod conditions;
+pub mod reasons;
+mod types;
+
+pub use types::*;

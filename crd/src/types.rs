@@ -1,0 +1,318 @@
+//! `identity.tenancy.dev/v1alpha1` `TenantIdentity`.
+//!
+//! Validation lives in the schema (OpenAPI patterns and CEL `x-kubernetes-validations`) so that
+//! `kubectl apply` rejects bad input before the operator sees it. The operator runs the same rules
+//! again client-side (`TenantIdentity::validate_cel`) plus the checks in [`crate::validate`].
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Microsoft Entra / Azure GUID (client, tenant and subscription ids).
+pub const GUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+/// RFC 1123 label (namespaces, vcluster names).
+pub const DNS1123_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// RFC 1123 subdomain (ServiceAccount names).
+pub const DNS1123_SUBDOMAIN_PATTERN: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// The token-exchange audience Entra expects unless told otherwise.
+pub const DEFAULT_AUDIENCE: &str = "api://AzureADTokenExchange";
+/// Entra allows at most 20 federated identity credentials on one identity.
+pub const MAX_SUBJECTS: usize = 20;
+/// Names derived from `metadata.name` (`<name>-vcluster-identity`, `<name>-git`) must stay valid
+/// DNS-1123 labels where Flux uses them as label values, so the TenantIdentity name is capped.
+pub const MAX_NAME_LENGTH: usize = 45;
+
+/// A TenantIdentity gives one vcluster tenant a Microsoft Entra workload identity end to end.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "identity.tenancy.dev",
+    version = "v1alpha1",
+    kind = "TenantIdentity",
+    plural = "tenantidentities",
+    singular = "tenantidentity",
+    shortname = "ti",
+    category = "tenancy",
+    namespaced,
+    status = "TenantIdentityStatus",
+    cel,
+    validation = Rule::new("size(self.metadata.name) <= 45").message("metadata.name must be at most 45 characters: child object names are derived from it"),
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.virtualCluster.mode"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(
+    validation = Rule::new("!has(self.virtualCluster) || !has(self.virtualCluster.serviceAccounts) || size(self.virtualCluster.serviceAccounts) + ((has(self.git) && (!has(self.git.auth) || self.git.auth == 'ObjectLevel')) ? 1 : 0) <= 20").message("at most 20 subjects per identity: serviceAccounts plus the Flux source account must not exceed 20").field_path(".virtualCluster.serviceAccounts")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantIdentitySpec {
+    /// The vcluster whose workloads get the identity.
+    #[serde(default)]
+    pub virtual_cluster: VirtualClusterSpec,
+    /// The Entra identity and how its federated credentials are managed.
+    pub azure: AzureSpec,
+    /// Optional Flux source (and deployment into the vcluster) pulled as the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitSpec>,
+    /// What happens to Azure federated credentials when the TenantIdentity is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Stop reconciling; nothing is created, changed or deleted while suspended.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// How vcluster workloads map onto host service accounts.
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+pub enum Mode {
+    /// Every pod of the vcluster runs on the host as one workload ServiceAccount; tenants cannot
+    /// change which identity they get.
+    #[default]
+    Shared,
+    /// Each listed virtual ServiceAccount is synced to the host and federated on its own.
+    PerServiceAccount,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Shared => "Shared",
+            Mode::PerServiceAccount => "PerServiceAccount",
+        }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("(has(self.mode) && self.mode == 'PerServiceAccount') || !has(self.serviceAccounts) || size(self.serviceAccounts) == 0").message("serviceAccounts is only used in PerServiceAccount mode").field_path(".serviceAccounts"),
+    validation = Rule::new("!has(self.mode) || self.mode != 'PerServiceAccount' || (has(self.serviceAccounts) && size(self.serviceAccounts) > 0)").message("PerServiceAccount mode needs at least one entry in serviceAccounts").field_path(".serviceAccounts"),
+    validation = Rule::new("!has(self.mode) || self.mode == 'Shared' || !has(self.workloadServiceAccount) || self.workloadServiceAccount == ''").message("workloadServiceAccount is only used in Shared mode").field_path(".workloadServiceAccount")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualClusterSpec {
+    /// The vcluster (Helm release) name; defaults to the TenantIdentity's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 53), regex(pattern = DNS1123_LABEL_PATTERN))]
+    pub name: Option<String>,
+    /// Shared (default) or PerServiceAccount.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Shared mode: the host ServiceAccount all vcluster pods run as; defaults to
+    /// `vc-workload-<virtualCluster.name>` (vcluster's own default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = "^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    pub workload_service_account: Option<String>,
+    /// PerServiceAccount mode: the virtual ServiceAccounts to federate (at most 20).
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["namespace".into(), "name".into()]),
+        validation = Rule::new("self.all(a, self.exists_one(b, b.namespace == a.namespace && b.name == a.name))").message("serviceAccounts must not repeat a namespace/name pair")
+    )]
+    pub service_accounts: Vec<VirtualServiceAccount>,
+}
+
+/// A ServiceAccount inside the vcluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VirtualServiceAccount {
+    /// Namespace inside the vcluster.
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
+    pub namespace: String,
+    /// ServiceAccount name inside the vcluster.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN_PATTERN))]
+    pub name: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureSpec {
+    /// Client id (GUID) of the user-assigned managed identity.
+    #[schemars(regex(pattern = GUID_PATTERN))]
+    pub client_id: String,
+    /// Entra tenant (GUID); defaults to the operator's `--azure-tenant-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = GUID_PATTERN))]
+    pub tenant_id: Option<String>,
+    /// OIDC issuer of the host cluster, written byte for byte (AKS issuers end in `/`). Defaults
+    /// to the operator's `--oidc-issuer-url`, else the API server's discovery document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = "^https://[^\\s]+$"))]
+    pub issuer: Option<String>,
+    /// Audience of the federated credentials (exactly one).
+    #[serde(default = "default_audience")]
+    #[schemars(length(min = 1, max = 600))]
+    pub audience: String,
+    /// Where the federated identity credentials are managed: exactly one backend.
+    pub identity: IdentityBackend,
+}
+
+fn default_audience() -> String {
+    DEFAULT_AUDIENCE.to_string()
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.managedIdentity) != has(self.azureServiceOperator)").message("exactly one of managedIdentity or azureServiceOperator must be set")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityBackend {
+    /// The operator manages the credentials itself through Azure Resource Manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_identity: Option<ManagedIdentityRef>,
+    /// Azure Service Operator manages the credentials (FederatedIdentityCredential objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_service_operator: Option<AsoIdentityRef>,
+}
+
+/// An Azure user-assigned managed identity, addressed in ARM.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedIdentityRef {
+    #[schemars(regex(pattern = GUID_PATTERN))]
+    pub subscription_id: String,
+    #[schemars(length(min = 1, max = 90), regex(pattern = "^[-\\w._()]+$"))]
+    pub resource_group: String,
+    #[schemars(length(min = 3, max = 128), regex(pattern = "^[a-zA-Z0-9][a-zA-Z0-9-_]+$"))]
+    pub name: String,
+}
+
+/// The owner of the ASO FederatedIdentityCredential objects.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(
+    validation = Rule::new("has(self.name) != has(self.armId)").message("exactly one of name or armId must be set")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AsoIdentityRef {
+    /// An ASO UserAssignedIdentity in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN_PATTERN))]
+    pub name: Option<String>,
+    /// The ARM id of an identity ASO does not manage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = "(?i)^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/Microsoft\\.ManagedIdentity/userAssignedIdentities/[^/]+$"
+    ))]
+    pub arm_id: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("(has(self.auth) && self.auth != 'ObjectLevel') || self.url.matches('^https://([^/@]+@)?(dev\\\\.azure\\\\.com|[a-zA-Z0-9-]+\\\\.visualstudio\\\\.com)/')").message("ObjectLevel auth needs an Azure DevOps URL (https://dev.azure.com/... or https://<org>.visualstudio.com/...)").field_path(".url")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSpec {
+    /// HTTPS URL of the Azure DevOps repository.
+    #[schemars(length(max = 2048), regex(pattern = "^https://[^\\s]+$"))]
+    pub url: String,
+    /// What to check out; Flux's default branch when omitted.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<GitRef>,
+    /// How often Flux checks the repository (Go duration).
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub interval: String,
+    /// ObjectLevel: Flux authenticates as `<name>-git` (Flux >= 2.7 with the
+    /// ObjectLevelWorkloadIdentity gate); ControllerLevel: as source-controller's own identity.
+    #[serde(default)]
+    pub auth: GitAuth,
+    /// Optional Kustomization applying the repository into the vcluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeploySpec>,
+}
+
+fn default_interval() -> String {
+    "5m".to_string()
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(
+    validation = Rule::new("(has(self.branch) ? 1 : 0) + (has(self.tag) ? 1 : 0) + (has(self.semver) ? 1 : 0) + (has(self.commit) ? 1 : 0) == 1").message("exactly one of branch, tag, semver or commit must be set")
+)]
+pub struct GitRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub semver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[0-9a-f]{7,64}$"))]
+    pub commit: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GitAuth {
+    #[default]
+    ObjectLevel,
+    ControllerLevel,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DeploySpec {
+    /// Path inside the repository.
+    #[serde(default = "default_path")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub path: String,
+    /// Delete objects removed from the repository.
+    #[serde(default = "default_true")]
+    pub prune: bool,
+}
+
+fn default_path() -> String {
+    "./".to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Delete the federated credentials with the TenantIdentity.
+    #[default]
+    Delete,
+    /// Keep them (e.g. while migrating a tenant between clusters).
+    Retain,
+}
+
+/// Observed state, kstatus-compatible.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantIdentityStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The issuer written into the federated credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub subjects: Vec<SubjectStatus>,
+    /// Host ServiceAccounts the tenant's workloads run as.
+    #[serde(default)]
+    pub host_service_accounts: Vec<String>,
+    /// The last `reconcile.fluxcd.io/requestedAt` value handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+}
+
+/// One federated subject and its credential.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectStatus {
+    pub subject: String,
+    pub credential_name: String,
+    /// Ready, Pending or Failed.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -127,13 +127,23 @@ mod tests {
     fn transition_time_kept_when_status_unchanged() {
         let first = merge(
             &[],
-            &[DesiredCondition::new(READY, Status::False, "Progressing", "a")],
+            &[DesiredCondition::new(
+                READY,
+                Status::False,
+                "Progressing",
+                "a",
+            )],
             Some(1),
             &at(100),
         );
         let second = merge(
             &first,
-            &[DesiredCondition::new(READY, Status::False, "IssuerUnavailable", "b")],
+            &[DesiredCondition::new(
+                READY,
+                Status::False,
+                "IssuerUnavailable",
+                "b",
+            )],
             Some(2),
             &at(200),
         );
@@ -142,7 +152,12 @@ mod tests {
         assert_eq!(second[0].observed_generation, Some(2));
         let third = merge(
             &second,
-            &[DesiredCondition::new(READY, Status::True, "IdentityReady", "c")],
+            &[DesiredCondition::new(
+                READY,
+                Status::True,
+                "IdentityReady",
+                "c",
+            )],
             Some(2),
             &at(300),
         );
@@ -171,7 +186,12 @@ mod tests {
         });
         let next = merge(
             &with_foreign,
-            &[DesiredCondition::new(READY, Status::True, "IdentityReady", "ok")],
+            &[DesiredCondition::new(
+                READY,
+                Status::True,
+                "IdentityReady",
+                "ok",
+            )],
             Some(1),
             &at(2),
         );

@@ -67,7 +67,18 @@ pub struct TenantIdentitySpec {
 
 /// How vcluster workloads map onto host service accounts.
 #[derive(
-    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord,
+    JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
 )]
 pub enum Mode {
     /// Every pod of the vcluster runs on the host as one workload ServiceAccount; tenants cannot
@@ -105,20 +116,23 @@ pub struct VirtualClusterSpec {
     /// Shared mode: the host ServiceAccount all vcluster pods run as; defaults to
     /// `vc-workload-<virtualCluster.name>` (vcluster's own default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253), regex(pattern = "^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = "^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub workload_service_account: Option<String>,
     /// PerServiceAccount mode: the virtual ServiceAccounts to federate (at most 20).
     #[serde(default)]
     #[schemars(length(max = 20))]
-    #[x_kube(
-        merge_strategy = ListMerge::Map(vec!["namespace".into(), "name".into()]),
-        validation = Rule::new("self.all(a, self.exists_one(b, b.namespace == a.namespace && b.name == a.name))").message("serviceAccounts must not repeat a namespace/name pair")
-    )]
+    // A list-map keyed by namespace+name: the API server itself rejects duplicates.
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["namespace".into(), "name".into()]))]
     pub service_accounts: Vec<VirtualServiceAccount>,
 }
 
 /// A ServiceAccount inside the vcluster.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 pub struct VirtualServiceAccount {
     /// Namespace inside the vcluster.
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
@@ -177,7 +191,10 @@ pub struct ManagedIdentityRef {
     pub subscription_id: String,
     #[schemars(length(min = 1, max = 90), regex(pattern = "^[-\\w._()]+$"))]
     pub resource_group: String,
-    #[schemars(length(min = 3, max = 128), regex(pattern = "^[a-zA-Z0-9][a-zA-Z0-9-_]+$"))]
+    #[schemars(
+        length(min = 3, max = 128),
+        regex(pattern = "^[a-zA-Z0-9][a-zA-Z0-9-_]+$")
+    )]
     pub name: String,
 }
 
@@ -195,7 +212,7 @@ pub struct AsoIdentityRef {
     /// The ARM id of an identity ASO does not manage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(
-        pattern = "(?i)^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/Microsoft\\.ManagedIdentity/userAssignedIdentities/[^/]+$"
+        pattern = "^/subscriptions/[^/]+/[rR]esource[gG]roups/[^/]+/providers/[mM]icrosoft\\.[mM]anaged[iI]dentity/[uU]ser[aA]ssigned[iI]dentities/[^/]+$"
     ))]
     pub arm_id: Option<String>,
 }

@@ -1,1 +1,21 @@
+//! tenant-identity-operator: one `TenantIdentity` gives a vcluster tenant a Microsoft Entra
+//! workload identity end to end.
+//!
+//! Layers: pure core (`names`, `plan`, `children`, `status`, `isolation`: no Kubernetes I/O),
+//! Kubernetes glue (`controller`, `issuer`, `leader`), Azure (`azure`), process (`metrics`,
+//! `http`, `telemetry`, `render`) and a thin `main`.
 
+pub mod azure;
+pub mod children;
+pub mod controller;
+pub mod error;
+pub mod http;
+pub mod isolation;
+pub mod issuer;
+pub mod leader;
+pub mod metrics;
+pub mod names;
+pub mod plan;
+pub mod render;
+pub mod status;
+pub mod telemetry;

@@ -1,1 +1,228 @@
-fn main() {}
+//! Thin entry point: parse flags, wire the layers, run.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use futures::FutureExt;
+use kube::{
+    Client, CustomResourceExt,
+    runtime::events::{Recorder, Reporter},
+};
+use tenant_identity_crd::TenantIdentity;
+use tenant_identity_operator::{
+    controller::{self, Shared},
+    http::{self, Readiness},
+    issuer::IssuerSource,
+    leader::{self, LeaseConfig},
+    metrics::Metrics,
+    names::FIELD_MANAGER,
+    plan::Settings,
+    render::{self, RenderOptions},
+    telemetry::{self, LogFormat},
+};
+use tracing::info;
+
+#[derive(Parser)]
+#[command(
+    name = "tenant-identity-operator",
+    version,
+    about = "Microsoft Entra workload identity for vcluster tenants"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller.
+    Run(RunArgs),
+    /// Print the TenantIdentity CustomResourceDefinition as YAML.
+    Crd,
+    /// Print, offline, every child object for the TenantIdentities in a file.
+    Render(RenderArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Address serving /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_BIND_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_bind_address: SocketAddr,
+    /// Elect a leader through a Lease; only the leader reconciles.
+    #[arg(long, env = "LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the leader election Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "tenant-identity-operator")]
+    leader_election_lease_name: String,
+    /// This replica's identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// Entra tenant for TenantIdentities that do not set spec.azure.tenantId.
+    #[arg(long, env = "AZURE_TENANT_ID")]
+    azure_tenant_id: Option<String>,
+    /// OIDC issuer for TenantIdentities that do not set spec.azure.issuer (else discovered).
+    #[arg(long, env = "OIDC_ISSUER_URL")]
+    oidc_issuer_url: Option<String>,
+    /// Require the namespace annotation identity.tenancy.dev/allowed-client-ids to list the clientId.
+    #[arg(long, env = "REQUIRE_NAMESPACE_GRANT")]
+    require_namespace_grant: bool,
+    /// Azure Resource Manager endpoint (sovereign clouds, tests).
+    #[arg(
+        long,
+        env = "ARM_ENDPOINT",
+        default_value = "https://management.azure.com"
+    )]
+    arm_endpoint: String,
+    /// Entra authority host for the operator's own token exchange.
+    #[arg(
+        long,
+        env = "AZURE_AUTHORITY_HOST",
+        default_value = "https://login.microsoftonline.com/"
+    )]
+    authority_host: String,
+    /// api-version for Microsoft.ManagedIdentity federatedIdentityCredentials.
+    #[arg(long, env = "ARM_API_VERSION", default_value = "2024-11-30")]
+    arm_api_version: String,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// File with one or more TenantIdentity documents ("-" for stdin).
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// Issuer for TenantIdentities without spec.azure.issuer.
+    #[arg(long)]
+    issuer: Option<String>,
+    /// Tenant for TenantIdentities without spec.azure.tenantId.
+    #[arg(long)]
+    azure_tenant_id: Option<String>,
+    /// Namespace for TenantIdentities without metadata.namespace.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => print_crd(),
+        Command::Render(args) => run_render(args),
+        Command::Run(args) => run(args).await,
+    };
+    if let Err(e) = result {
+        // One line a person can act on; the chain is joined, not printed as a backtrace.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn print_crd() -> anyhow::Result<()> {
+    print!("{}", serde_yaml::to_string(&TenantIdentity::crd())?);
+    Ok(())
+}
+
+fn run_render(args: RenderArgs) -> anyhow::Result<()> {
+    let input = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?
+    };
+    let options = RenderOptions {
+        issuer: args.issuer,
+        tenant_id: args.azure_tenant_id,
+        namespace: args.namespace,
+    };
+    let out = render::render(&input, &options).with_context(|| args.file.display().to_string())?;
+    print!("{out}");
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let metrics = Arc::new(Metrics::new()?);
+    let readiness = Readiness::default();
+    let listener = tokio::net::TcpListener::bind(args.metrics_bind_address)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metrics_bind_address))?;
+    info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(http::serve(listener, metrics.clone(), readiness.clone()));
+
+    let client = Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    let identity = args
+        .leader_election_identity
+        .clone()
+        .unwrap_or_else(|| format!("{FIELD_MANAGER}-{}", std::process::id()));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(identity.clone()),
+        },
+    );
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        recorder,
+        metrics,
+        settings: Settings {
+            default_tenant_id: args.azure_tenant_id.filter(|t| !t.is_empty()),
+            require_namespace_grant: args.require_namespace_grant,
+        },
+        issuer: IssuerSource::new(args.oidc_issuer_url),
+    });
+    let shutdown = shutdown_signal().shared();
+
+    if args.leader_elect {
+        // A standby is healthy and ready to take over; it just does not reconcile.
+        readiness.set_ready(true);
+        let config = LeaseConfig {
+            namespace: args.leader_election_namespace,
+            name: args.leader_election_lease_name,
+            identity,
+            duration_seconds: 15,
+            grace_seconds: 5,
+        };
+        leader::run_as_leader(client, config, shutdown, |stop| {
+            controller::run(shared.clone(), stop, || {})
+        })
+        .await
+        .context("leader election")?;
+    } else {
+        let ready = readiness.clone();
+        controller::run(shared, shutdown.boxed(), move || ready.set_ready(true)).await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,466 @@
+//! What the controller calls: make a user-assigned identity carry exactly this tenant's
+//! desired federated identity credentials, and remove them again.
+//!
+//! Rules (DESIGN.md, "Federated-credential backends"):
+//! * read before write — list all pages, diff, and PUT only what differs, so a steady state
+//!   makes no write calls at all (ARM throttles FIC writes per resource to 0.25/s);
+//! * count before create — after the sync the identity may carry at most 20 credentials, ours
+//!   and everyone else's; if not, fail before the first write, so nothing is half-applied;
+//! * never touch a credential whose name this tenant does not own, and refuse (rather than
+//!   "fix") a subject that someone else already federated;
+//! * serialize writes per identity — ARM answers 409 to concurrent FIC writes under one
+//!   identity, and two TenantIdentities may share an identity.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex as StdMutex};
+
+use tokio::sync::Mutex;
+
+use super::client::{ArmClient, ArmConfig};
+use super::error::ArmError;
+use super::metrics::AzureRequestMetrics;
+use super::types::{FederatedIdentityCredential, FederatedIdentityCredentialProperties};
+
+/// Entra's limit of federated identity credentials per user-assigned identity.
+pub const MAX_CREDENTIALS_PER_IDENTITY: usize = 20;
+
+/// A user-assigned managed identity, by ARM coordinates.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ManagedIdentityRef {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+}
+
+impl ManagedIdentityRef {
+    pub fn new(
+        subscription_id: impl Into<String>,
+        resource_group: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        ManagedIdentityRef {
+            subscription_id: subscription_id.into(),
+            resource_group: resource_group.into(),
+            name: name.into(),
+        }
+    }
+
+    /// `/subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{n}`
+    pub fn arm_id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
+            self.subscription_id, self.resource_group, self.name
+        )
+    }
+
+    /// ARM ids are case-insensitive: `RG` and `rg` are the same identity and the same lock.
+    fn lock_key(&self) -> String {
+        self.arm_id().to_ascii_lowercase()
+    }
+}
+
+/// One credential the tenant wants on the identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredCredential {
+    /// Deterministic name, `^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$`.
+    pub name: String,
+    /// Compared and written byte for byte (AKS issuers end in `/`).
+    pub issuer: String,
+    /// Case-sensitive.
+    pub subject: String,
+    /// The single audience, e.g. `api://AzureADTokenExchange`.
+    pub audience: String,
+}
+
+impl DesiredCredential {
+    fn properties(&self) -> FederatedIdentityCredentialProperties {
+        FederatedIdentityCredentialProperties {
+            issuer: self.issuer.clone(),
+            subject: self.subject.clone(),
+            audiences: vec![self.audience.clone()],
+        }
+    }
+
+    /// Exactly what Entra compares: issuer byte-for-byte, subject case-sensitively, and the
+    /// audience list being exactly `[audience]`.
+    fn matches(&self, existing: &FederatedIdentityCredentialProperties) -> bool {
+        existing.issuer == self.issuer
+            && existing.subject == self.subject
+            && existing.audiences.len() == 1
+            && existing.audiences[0] == self.audience
+    }
+}
+
+/// What a sync did to one desired credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialState {
+    /// Already correct; not written.
+    Unchanged,
+    Created,
+    Updated,
+}
+
+impl CredentialState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialState::Unchanged => "Unchanged",
+            CredentialState::Created => "Created",
+            CredentialState::Updated => "Updated",
+        }
+    }
+}
+
+/// Outcome of a successful [`ArmBackend::sync`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// PUT + DELETE calls made; 0 in a steady state.
+    pub writes: u32,
+    /// Every desired credential, in the order given, with what happened to it.
+    pub credentials: Vec<(String, CredentialState)>,
+    /// Stale owned credentials that were deleted (absent ones are not listed).
+    pub deleted: Vec<String>,
+    /// Credentials on the identity after the sync, ours and foreign.
+    pub total: usize,
+}
+
+/// The ARM backend: a client plus per-identity write locks. Clone it freely; clones share the
+/// token cache and the locks.
+#[derive(Clone)]
+pub struct ArmBackend {
+    client: ArmClient,
+    /// Lock per identity (lowercased ARM id). Entries nobody holds or waits for are pruned on
+    /// each acquisition, so the map stays as small as the set of identities in use.
+    locks: Arc<StdMutex<HashMap<String, Arc<Mutex<()>>>>>,
+}
+
+impl std::fmt::Debug for ArmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArmBackend")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$`
+pub fn is_valid_credential_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=120).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+}
+
+fn key(name: &str) -> String {
+    // ARM resource names are case-insensitive.
+    name.to_ascii_lowercase()
+}
+
+fn name_of(c: &FederatedIdentityCredential) -> &str {
+    c.name.as_deref().unwrap_or_default()
+}
+
+impl ArmBackend {
+    pub fn new(config: ArmConfig, metrics: AzureRequestMetrics) -> Result<Self, ArmError> {
+        Ok(ArmBackend {
+            client: ArmClient::new(&config, metrics)?,
+            locks: Arc::new(StdMutex::new(HashMap::new())),
+        })
+    }
+
+    /// The underlying client (for diagnostics and tests).
+    pub fn client(&self) -> &ArmClient {
+        &self.client
+    }
+
+    fn lock_for(&self, identity: &ManagedIdentityRef) -> Arc<Mutex<()>> {
+        // Never held across an await and nothing panics under it, so poisoning is impossible
+        // in practice; recovering keeps one bug from wedging every reconcile.
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(identity.lock_key()).or_default().clone()
+    }
+
+    /// Make the identity carry exactly `desired` among the names this tenant owns.
+    /// `owned_stale` are names this tenant created earlier and no longer wants; they are
+    /// deleted. Credentials with any other name are never modified or deleted.
+    pub async fn sync(
+        &self,
+        identity: &ManagedIdentityRef,
+        desired: &[DesiredCredential],
+        owned_stale: &[String],
+    ) -> Result<SyncReport, ArmError> {
+        validate_desired(desired)?;
+        let lock = self.lock_for(identity);
+        let _guard = lock.lock().await;
+
+        let existing = self.client.list(identity).await?;
+        let existing_by_key: HashMap<String, &FederatedIdentityCredential> =
+            existing.iter().map(|c| (key(name_of(c)), c)).collect();
+        let desired_keys: HashSet<String> = desired.iter().map(|d| key(&d.name)).collect();
+        let stale: Vec<&FederatedIdentityCredential> = {
+            let mut seen = HashSet::new();
+            owned_stale
+                .iter()
+                .map(|n| key(n))
+                .filter(|k| !desired_keys.contains(k) && seen.insert(k.clone()))
+                .filter_map(|k| existing_by_key.get(&k).copied())
+                .collect()
+        };
+        let owned: HashSet<String> = desired_keys
+            .iter()
+            .cloned()
+            .chain(owned_stale.iter().map(|n| key(n)))
+            .collect();
+
+        // Someone else's credential already federates one of our subjects: Entra would
+        // refuse the PUT, and taking theirs over would be borrowing an identity.
+        for d in desired {
+            if let Some(foreign) = existing.iter().find(|c| {
+                !owned.contains(&key(name_of(c)))
+                    && c.properties.issuer == d.issuer
+                    && c.properties.subject == d.subject
+            }) {
+                return Err(ArmError::DuplicateSubject {
+                    subject: d.subject.clone(),
+                    existing: Some(name_of(foreign).to_string()),
+                    message: format!(
+                        "credential '{}' on {} already has issuer '{}' and subject '{}'",
+                        name_of(foreign),
+                        identity.arm_id(),
+                        d.issuer,
+                        d.subject
+                    ),
+                });
+            }
+        }
+
+        let creates = desired
+            .iter()
+            .filter(|d| !existing_by_key.contains_key(&key(&d.name)))
+            .count();
+        let total = existing.len() - stale.len() + creates;
+        if total > MAX_CREDENTIALS_PER_IDENTITY {
+            return Err(ArmError::CredentialLimitExceeded {
+                count: total,
+                limit: MAX_CREDENTIALS_PER_IDENTITY,
+            });
+        }
+
+        let mut report = SyncReport {
+            total,
+            ..Default::default()
+        };
+        // Deletes first: a renamed credential keeps its issuer+subject, and ARM would refuse
+        // the new name while the old one still holds the pair; it also keeps the count <= 20
+        // at every step, not only at the end.
+        for c in stale {
+            let name = name_of(c);
+            tracing::info!(identity = %identity.arm_id(), credential = name, "deleting stale federated identity credential");
+            self.client.delete(identity, name).await?;
+            report.writes += 1;
+            report.deleted.push(name.to_string());
+        }
+        for d in desired {
+            let state = match existing_by_key.get(&key(&d.name)) {
+                Some(c) if d.matches(&c.properties) => CredentialState::Unchanged,
+                found => {
+                    let state = if found.is_some() {
+                        CredentialState::Updated
+                    } else {
+                        CredentialState::Created
+                    };
+                    tracing::info!(
+                        identity = %identity.arm_id(),
+                        credential = %d.name,
+                        subject = %d.subject,
+                        action = state.as_str(),
+                        "writing federated identity credential"
+                    );
+                    report.writes += 1;
+                    if let Err(e) = self.client.put(identity, &d.name, &d.properties()).await {
+                        return Err(self.name_duplicate(identity, d, e).await);
+                    }
+                    state
+                }
+            };
+            report.credentials.push((d.name.clone(), state));
+        }
+        Ok(report)
+    }
+
+    /// ARM's duplicate-subject error does not say which credential holds the pair (it can
+    /// happen when another writer raced us after our list); look it up so the condition
+    /// message names it. Best effort: if the lookup fails, report without the name.
+    async fn name_duplicate(
+        &self,
+        identity: &ManagedIdentityRef,
+        desired: &DesiredCredential,
+        error: ArmError,
+    ) -> ArmError {
+        let ArmError::DuplicateSubject {
+            subject, message, ..
+        } = error
+        else {
+            return error;
+        };
+        let existing = self.client.list(identity).await.ok().and_then(|all| {
+            all.into_iter()
+                .find(|c| {
+                    key(name_of(c)) != key(&desired.name)
+                        && c.properties.issuer == desired.issuer
+                        && c.properties.subject == desired.subject
+                })
+                .and_then(|c| c.name)
+        });
+        ArmError::DuplicateSubject {
+            subject,
+            existing,
+            message,
+        }
+    }
+
+    /// Delete these (owned) credentials. An identity or credential that is already gone
+    /// counts as deleted, so a finalizer can always complete.
+    pub async fn delete(
+        &self,
+        identity: &ManagedIdentityRef,
+        names: &[String],
+    ) -> Result<(), ArmError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let lock = self.lock_for(identity);
+        let _guard = lock.lock().await;
+        // List first so absent credentials cost no write call (and no 409 risk).
+        let existing = match self.client.list(identity).await {
+            Ok(existing) => existing,
+            Err(ArmError::IdentityNotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let wanted: HashSet<String> = names.iter().map(|n| key(n)).collect();
+        for c in existing
+            .iter()
+            .filter(|c| wanted.contains(&key(name_of(c))))
+        {
+            let name = name_of(c);
+            tracing::info!(identity = %identity.arm_id(), credential = name, "deleting federated identity credential");
+            match self.client.delete(identity, name).await {
+                Ok(_) | Err(ArmError::IdentityNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Defence in depth: the CRD and the planner validate too, but a bad desired set must fail
+/// here before any ARM call, with a terminal reason.
+fn validate_desired(desired: &[DesiredCredential]) -> Result<(), ArmError> {
+    let invalid = |message: String| ArmError::InvalidRequest {
+        code: "InvalidDesiredCredential".to_string(),
+        message,
+    };
+    if desired.len() > MAX_CREDENTIALS_PER_IDENTITY {
+        return Err(ArmError::CredentialLimitExceeded {
+            count: desired.len(),
+            limit: MAX_CREDENTIALS_PER_IDENTITY,
+        });
+    }
+    let mut names = HashSet::new();
+    let mut pairs = HashSet::new();
+    for d in desired {
+        if !is_valid_credential_name(&d.name) {
+            return Err(invalid(format!(
+                "credential name '{}' does not match ^[a-zA-Z0-9][a-zA-Z0-9-_]{{2,119}}$",
+                d.name
+            )));
+        }
+        if !names.insert(key(&d.name)) {
+            return Err(invalid(format!(
+                "credential name '{}' is used twice (ARM names are case-insensitive)",
+                d.name
+            )));
+        }
+        if !d.issuer.starts_with("https://") || d.subject.is_empty() || d.audience.is_empty() {
+            return Err(invalid(format!(
+                "credential '{}' needs an https issuer, a subject and an audience",
+                d.name
+            )));
+        }
+        if !pairs.insert((d.issuer.as_str(), d.subject.as_str())) {
+            return Err(invalid(format!(
+                "subject '{}' is desired twice for the same issuer",
+                d.subject
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(name: &str, subject: &str) -> DesiredCredential {
+        DesiredCredential {
+            name: name.into(),
+            issuer: "https://issuer/".into(),
+            subject: subject.into(),
+            audience: "api://AzureADTokenExchange".into(),
+        }
+    }
+
+    #[test]
+    fn matching_is_exact() {
+        let want = d("abc", "system:serviceaccount:ns:sa");
+        let mut p = want.properties();
+        assert!(want.matches(&p));
+        p.issuer = "https://issuer".into();
+        assert!(!want.matches(&p), "trailing slash matters");
+        p = want.properties();
+        p.subject = "system:serviceaccount:ns:SA".into();
+        assert!(!want.matches(&p), "subjects are case-sensitive");
+        p = want.properties();
+        p.audiences.push("other".into());
+        assert!(!want.matches(&p), "exactly one audience");
+    }
+
+    #[test]
+    fn desired_set_validation() {
+        assert!(validate_desired(&[d("abc", "s1"), d("abd", "s2")]).is_ok());
+        for bad in [
+            vec![d("ab", "s")],
+            vec![d("abc", "s1"), d("ABC", "s2")],
+            vec![d("abc", "s"), d("abd", "s")],
+            vec![DesiredCredential {
+                issuer: "http://i".into(),
+                ..d("abc", "s")
+            }],
+        ] {
+            let err = validate_desired(&bad).expect_err("invalid");
+            assert_eq!(err.reason(), "InvalidRequest");
+            assert!(err.is_terminal());
+        }
+        let many: Vec<_> = (0..21)
+            .map(|i| d(&format!("c{i:02}"), &format!("s{i}")))
+            .collect();
+        assert_eq!(
+            validate_desired(&many),
+            Err(ArmError::CredentialLimitExceeded {
+                count: 21,
+                limit: 20
+            })
+        );
+    }
+
+    #[test]
+    fn lock_keys_are_case_insensitive() {
+        let a = ManagedIdentityRef::new("S", "RG", "Id");
+        let b = ManagedIdentityRef::new("s", "rg", "id");
+        assert_eq!(a.lock_key(), b.lock_key());
+    }
+}

@@ -1,0 +1,719 @@
+//! A small typed client for `federatedIdentityCredentials` under a user-assigned identity:
+//! GET, PUT, DELETE and List (following `nextLink`). Every request is authorised with the
+//! operator's workload-identity token and recorded in [`AzureRequestMetrics`]. ARM answers are
+//! mapped to [`ArmError`] here, once, so the backend and the controller only see reasons.
+//!
+//! The client does not retry, except once after a 401 with a freshly exchanged token (a
+//! revoked or clock-skewed token is fixed by the exchange, not by backoff). Everything else is
+//! retried by the controller's requeue, which already has backoff and `Retry-After`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+
+use super::backend::ManagedIdentityRef;
+use super::error::ArmError;
+use super::metrics::{AzureOperation, AzureRequestMetrics};
+use super::token::WorkloadIdentityCredential;
+use super::types::{
+    ErrorResponse, FederatedIdentityCredential, FederatedIdentityCredentialProperties,
+    FederatedIdentityCredentialsListResult,
+};
+
+/// Public Azure cloud ARM endpoint.
+pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
+/// Public Azure cloud Entra authority.
+pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com/";
+/// Stable api-version with the FIC operations we use (same shape as 2023-01-31, 2026-05-31).
+pub const DEFAULT_API_VERSION: &str = "2024-11-30";
+/// Per-request timeout: ARM FIC calls are synchronous and normally take well under a second.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A list longer than this many pages is a loop or a broken server (the limit is 20 FICs).
+const MAX_LIST_PAGES: usize = 100;
+/// ARM error messages are short; cap what we copy from an unexpected body into a condition.
+const MAX_MESSAGE_CHARS: usize = 512;
+
+/// Everything the ARM backend needs. No field is secret: the token file holds the secret and
+/// is read only at exchange time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArmConfig {
+    /// e.g. `https://management.azure.com` (sovereign clouds differ; tests use 127.0.0.1).
+    pub arm_endpoint: String,
+    /// e.g. `https://login.microsoftonline.com/`.
+    pub authority_host: String,
+    pub api_version: String,
+    /// Client id of the operator's own workload identity.
+    pub client_id: String,
+    /// Entra tenant of the operator's own workload identity.
+    pub tenant_id: String,
+    /// Projected service-account token, re-read at every exchange.
+    pub token_file: PathBuf,
+    pub request_timeout: Duration,
+}
+
+impl ArmConfig {
+    /// Public-cloud defaults for the given workload identity.
+    pub fn new(
+        client_id: impl Into<String>,
+        tenant_id: impl Into<String>,
+        token_file: impl Into<PathBuf>,
+    ) -> Self {
+        ArmConfig {
+            arm_endpoint: DEFAULT_ARM_ENDPOINT.to_string(),
+            authority_host: DEFAULT_AUTHORITY_HOST.to_string(),
+            api_version: DEFAULT_API_VERSION.to_string(),
+            client_id: client_id.into(),
+            tenant_id: tenant_id.into(),
+            token_file: token_file.into(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// From the variables the Azure workload identity webhook injects: `AZURE_CLIENT_ID`,
+    /// `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE` and optionally `AZURE_AUTHORITY_HOST`.
+    pub fn from_env() -> Result<Self, ArmError> {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| ArmError::InvalidConfiguration {
+                    message: format!(
+                        "environment variable {name} is not set; is the operator pod labelled azure.workload.identity/use=true and its service account annotated with the client id?"
+                    ),
+                })
+        };
+        let mut config = ArmConfig::new(
+            var("AZURE_CLIENT_ID")?,
+            var("AZURE_TENANT_ID")?,
+            var("AZURE_FEDERATED_TOKEN_FILE")?,
+        );
+        if let Ok(host) = var("AZURE_AUTHORITY_HOST") {
+            config.authority_host = host;
+        }
+        Ok(config)
+    }
+
+    /// The token scope for this ARM endpoint: `{arm_endpoint}/.default`.
+    pub fn scope(&self) -> String {
+        format!("{}/.default", self.arm_endpoint.trim_end_matches('/'))
+    }
+}
+
+/// Parse an endpoint; plain http is allowed only to loopback, because a bearer token must
+/// never cross a network unencrypted (tests run fakes on 127.0.0.1).
+fn parse_endpoint(what: &str, value: &str) -> Result<Url, ArmError> {
+    let invalid = |message: String| ArmError::InvalidConfiguration { message };
+    let url = Url::parse(value).map_err(|e| invalid(format!("{what} {value:?}: {e}")))?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => {
+            return Err(invalid(format!(
+                "{what} {value:?} must be an https URL (http is allowed only for 127.0.0.1/localhost)"
+            )));
+        }
+    }
+    if url.cannot_be_a_base() || url.query().is_some() {
+        return Err(invalid(format!(
+            "{what} {value:?} must be a base URL without a query"
+        )));
+    }
+    Ok(url)
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoint: Url,
+    api_version: String,
+    credential: WorkloadIdentityCredential,
+    metrics: AzureRequestMetrics,
+}
+
+/// Typed ARM client for one operator identity. Cheap to clone.
+#[derive(Clone)]
+pub struct ArmClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ArmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArmClient")
+            .field("endpoint", &self.inner.endpoint.as_str())
+            .field("api_version", &self.inner.api_version)
+            .field("credential", &self.inner.credential)
+            .finish()
+    }
+}
+
+/// One HTTP answer, fully read.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl ArmClient {
+    pub fn new(config: &ArmConfig, metrics: AzureRequestMetrics) -> Result<Self, ArmError> {
+        let endpoint = parse_endpoint("ARM endpoint", &config.arm_endpoint)?;
+        let authority = parse_endpoint("authority host", &config.authority_host)?;
+        if config.api_version.trim().is_empty() {
+            return Err(ArmError::InvalidConfiguration {
+                message: "the ARM api-version must not be empty".to_string(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            // ARM does not redirect FIC calls; following one would resend the bearer token.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!(
+                "tenant-identity-operator/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| ArmError::InvalidConfiguration {
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
+        let credential = WorkloadIdentityCredential::new(
+            http.clone(),
+            &authority,
+            &config.tenant_id,
+            &config.client_id,
+            &config.scope(),
+            &config.token_file,
+            metrics.clone(),
+        )?;
+        Ok(ArmClient {
+            inner: Arc::new(Inner {
+                http,
+                endpoint,
+                api_version: config.api_version.clone(),
+                credential,
+                metrics,
+            }),
+        })
+    }
+
+    /// The operator's token source (shared by every request of this client).
+    pub fn credential(&self) -> &WorkloadIdentityCredential {
+        &self.inner.credential
+    }
+
+    /// `.../userAssignedIdentities/{identity}/federatedIdentityCredentials[/{name}]?api-version=`
+    pub fn credential_url(&self, identity: &ManagedIdentityRef, name: Option<&str>) -> Url {
+        let mut url = self.inner.endpoint.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            // Each value is pushed as one segment, so it is percent-encoded and can never add
+            // path components (parse_endpoint guarantees a base URL, so this branch is taken).
+            segments.pop_if_empty().extend([
+                "subscriptions",
+                &identity.subscription_id,
+                "resourceGroups",
+                &identity.resource_group,
+                "providers",
+                "Microsoft.ManagedIdentity",
+                "userAssignedIdentities",
+                &identity.name,
+                "federatedIdentityCredentials",
+            ]);
+            if let Some(name) = name {
+                segments.push(name);
+            }
+        }
+        url.query_pairs_mut()
+            .append_pair("api-version", &self.inner.api_version);
+        url
+    }
+
+    /// GET one credential; `Ok(None)` when it does not exist.
+    pub async fn get(
+        &self,
+        identity: &ManagedIdentityRef,
+        name: &str,
+    ) -> Result<Option<FederatedIdentityCredential>, ArmError> {
+        let url = self.credential_url(identity, Some(name));
+        let answer = self
+            .send(AzureOperation::Get, Method::GET, url, None)
+            .await?;
+        match answer.status {
+            s if s.is_success() => parse_json(&answer.body).map(Some),
+            StatusCode::NOT_FOUND if !is_parent_missing(&answer.body) => Ok(None),
+            _ => Err(classify(identity, &answer)),
+        }
+    }
+
+    /// PUT (create or update) one credential with exactly these properties.
+    pub async fn put(
+        &self,
+        identity: &ManagedIdentityRef,
+        name: &str,
+        properties: &FederatedIdentityCredentialProperties,
+    ) -> Result<FederatedIdentityCredential, ArmError> {
+        let url = self.credential_url(identity, Some(name));
+        let body = FederatedIdentityCredential {
+            properties: properties.clone(),
+            ..Default::default()
+        };
+        let body = serde_json::to_vec(&body).map_err(|e| ArmError::InvalidRequest {
+            code: "Serialization".to_string(),
+            message: e.to_string(),
+        })?;
+        let answer = self
+            .send(AzureOperation::Put, Method::PUT, url, Some(body))
+            .await?;
+        if answer.status.is_success() {
+            // The answer echoes the resource; if it is unreadable the write still happened.
+            return Ok(
+                parse_json(&answer.body).unwrap_or(FederatedIdentityCredential {
+                    name: Some(name.to_string()),
+                    properties: properties.clone(),
+                    ..Default::default()
+                }),
+            );
+        }
+        Err(match classify(identity, &answer) {
+            ArmError::DuplicateSubject { message, .. } => ArmError::DuplicateSubject {
+                subject: properties.subject.clone(),
+                existing: None,
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// DELETE one credential; `Ok(false)` when it was already absent (204 or a 404 naming the
+    /// credential). A missing identity is [`ArmError::IdentityNotFound`].
+    pub async fn delete(
+        &self,
+        identity: &ManagedIdentityRef,
+        name: &str,
+    ) -> Result<bool, ArmError> {
+        let url = self.credential_url(identity, Some(name));
+        let answer = self
+            .send(AzureOperation::Delete, Method::DELETE, url, None)
+            .await?;
+        match answer.status {
+            StatusCode::NO_CONTENT => Ok(false),
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND if !is_parent_missing(&answer.body) => Ok(false),
+            _ => Err(classify(identity, &answer)),
+        }
+    }
+
+    /// Every credential on the identity, all pages.
+    pub async fn list(
+        &self,
+        identity: &ManagedIdentityRef,
+    ) -> Result<Vec<FederatedIdentityCredential>, ArmError> {
+        let mut url = self.credential_url(identity, None);
+        let mut all = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let answer = self
+                .send(AzureOperation::List, Method::GET, url.clone(), None)
+                .await?;
+            if !answer.status.is_success() {
+                return Err(classify(identity, &answer));
+            }
+            let page: FederatedIdentityCredentialsListResult = parse_json(&answer.body)?;
+            all.extend(page.value);
+            match page.next_link.filter(|l| !l.is_empty()) {
+                Some(next) => url = self.checked_next_link(&next)?,
+                None => return Ok(all),
+            }
+        }
+        Err(ArmError::ArmUnavailable {
+            status: None,
+            message: format!("the credential list did not end after {MAX_LIST_PAGES} pages"),
+            retry_after: None,
+        })
+    }
+
+    /// `nextLink` is followed with our bearer token, so it must point at the ARM endpoint we
+    /// were configured with; anything else would hand the token to another host.
+    fn checked_next_link(&self, next: &str) -> Result<Url, ArmError> {
+        let url = Url::parse(next).map_err(|e| ArmError::ArmUnavailable {
+            status: None,
+            message: format!("ARM returned an unparseable nextLink: {e}"),
+            retry_after: None,
+        })?;
+        if url.origin() != self.inner.endpoint.origin() {
+            return Err(ArmError::ArmUnavailable {
+                status: None,
+                message: format!(
+                    "ARM returned a nextLink to another host ({}); refusing to send the token there",
+                    url.origin().ascii_serialization()
+                ),
+                retry_after: None,
+            });
+        }
+        Ok(url)
+    }
+
+    async fn send(
+        &self,
+        op: AzureOperation,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, ArmError> {
+        let mut retried_unauthorized = false;
+        loop {
+            let token = self.inner.credential.token().await?;
+            let mut request = self
+                .inner
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.secret());
+            if let Some(body) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let started = Instant::now();
+            let result = async {
+                let response = request.send().await?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                let body = response.bytes().await?.to_vec();
+                Ok::<_, reqwest::Error>(Answer {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+            .await;
+            let answer = match result {
+                Ok(answer) => answer,
+                Err(e) => {
+                    self.inner.metrics.observe(op, None, started.elapsed());
+                    tracing::debug!(operation = op.as_str(), error = %e, "ARM request failed");
+                    return Err(ArmError::ArmUnavailable {
+                        status: None,
+                        message: format!("{} {} failed: {e}", method, url.path()),
+                        retry_after: None,
+                    });
+                }
+            };
+            self.inner
+                .metrics
+                .observe(op, Some(answer.status.as_u16()), started.elapsed());
+            tracing::debug!(
+                operation = op.as_str(),
+                status = answer.status.as_u16(),
+                path = url.path(),
+                "ARM request"
+            );
+            if answer.status == StatusCode::UNAUTHORIZED && !retried_unauthorized {
+                retried_unauthorized = true;
+                self.inner.credential.invalidate().await;
+                continue;
+            }
+            return Ok(answer);
+        }
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ArmError> {
+    serde_json::from_slice(body).map_err(|e| ArmError::ArmUnavailable {
+        status: None,
+        message: format!("ARM returned a response that could not be parsed: {e}"),
+        retry_after: None,
+    })
+}
+
+fn error_detail(body: &[u8]) -> (Option<String>, Option<String>) {
+    match serde_json::from_slice::<ErrorResponse>(body)
+        .ok()
+        .and_then(|e| e.error)
+    {
+        Some(d) => (d.code, d.message),
+        None => (None, None),
+    }
+}
+
+/// ARM answers 404 `ParentResourceNotFound` when the identity itself is missing, and
+/// `ResourceNotFound`/`NotFound` when only the credential is.
+fn is_parent_missing(body: &[u8]) -> bool {
+    error_detail(body)
+        .0
+        .is_some_and(|c| c.eq_ignore_ascii_case("ParentResourceNotFound"))
+}
+
+/// ARM's documented answer to a duplicate issuer+subject: 400 "Issuer and subject combination
+/// already exists for this Managed Identity." Matched on the text because the code is the
+/// generic `BadRequest`.
+fn is_duplicate_subject(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("issuer and subject") && m.contains("already exist")
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    // A date in the past means "now"; never a negative wait.
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Map a non-success ARM answer to the error the controller acts on.
+fn classify(identity: &ManagedIdentityRef, answer: &Answer) -> ArmError {
+    let (code, message) = error_detail(&answer.body);
+    let status = answer.status;
+    let message = message.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&answer.body);
+        let text: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
+        if text.trim().is_empty() {
+            format!("HTTP {status}")
+        } else {
+            text
+        }
+    });
+    let code = code.unwrap_or_else(|| status.canonical_reason().unwrap_or("Unknown").to_string());
+    let retry_after = parse_retry_after(&answer.headers);
+    match status.as_u16() {
+        401 => ArmError::AuthenticationFailed { message },
+        403 => ArmError::AuthorizationFailed { message },
+        404 => ArmError::IdentityNotFound {
+            identity: identity.arm_id(),
+            message,
+        },
+        409 => ArmError::ConcurrentWrite {
+            message,
+            retry_after,
+        },
+        429 => ArmError::Throttled {
+            retry_after,
+            message,
+        },
+        400 if is_duplicate_subject(&message) => ArmError::DuplicateSubject {
+            subject: String::new(),
+            existing: None,
+            message,
+        },
+        400..=499 => ArmError::InvalidRequest { code, message },
+        s => ArmError::ArmUnavailable {
+            status: Some(s),
+            message: format!("{code}: {message}"),
+            retry_after,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn identity() -> ManagedIdentityRef {
+        ManagedIdentityRef {
+            subscription_id: "sub".into(),
+            resource_group: "rg".into(),
+            name: "id".into(),
+        }
+    }
+
+    fn answer(status: u16, body: &str, retry_after: Option<&str>) -> Answer {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(v).expect("header"));
+        }
+        Answer {
+            status: StatusCode::from_u16(status).expect("status"),
+            headers,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn arm_body(code: &str, message: &str) -> String {
+        serde_json::json!({"error": {"code": code, "message": message}}).to_string()
+    }
+
+    #[test]
+    fn classification_table() {
+        let id = identity();
+        let cases = [
+            (
+                429,
+                arm_body("TooManyRequests", "slow"),
+                Some("7"),
+                "Throttled",
+            ),
+            (
+                500,
+                arm_body("InternalServerError", "x"),
+                None,
+                "ArmUnavailable",
+            ),
+            (503, String::new(), Some("3"), "ArmUnavailable"),
+            (
+                403,
+                arm_body("AuthorizationFailed", "no"),
+                None,
+                "AuthorizationFailed",
+            ),
+            (
+                401,
+                arm_body("InvalidAuthenticationToken", "no"),
+                None,
+                "AuthenticationFailed",
+            ),
+            (
+                404,
+                arm_body("ParentResourceNotFound", "gone"),
+                None,
+                "IdentityNotFound",
+            ),
+            (
+                409,
+                arm_body(
+                    "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
+                    "busy",
+                ),
+                None,
+                "ConcurrentWrite",
+            ),
+            (
+                400,
+                arm_body(
+                    "BadRequest",
+                    "Issuer and subject combination already exists for this Managed Identity.",
+                ),
+                None,
+                "DuplicateSubject",
+            ),
+            (
+                400,
+                arm_body(
+                    "BadRequest",
+                    "Federated identity credentials must have exactly 1 audience.",
+                ),
+                None,
+                "InvalidRequest",
+            ),
+            (
+                405,
+                arm_body(
+                    "MethodNotAllowed",
+                    "The request format was unexpected: Support for federated identity credentials not enabled.",
+                ),
+                None,
+                "InvalidRequest",
+            ),
+        ];
+        for (status, body, retry_after, reason) in cases {
+            let err = classify(&id, &answer(status, &body, retry_after));
+            assert_eq!(err.reason(), reason, "{status} {body}");
+        }
+        let err = classify(
+            &id,
+            &answer(429, &arm_body("TooManyRequests", "slow"), Some("7")),
+        );
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+        let err = classify(
+            &id,
+            &answer(
+                400,
+                &arm_body(
+                    "BadRequest",
+                    "Federated Identity Credential name 'x' is invalid.",
+                ),
+                None,
+            ),
+        );
+        assert_eq!(
+            err,
+            ArmError::InvalidRequest {
+                code: "BadRequest".into(),
+                message: "Federated Identity Credential name 'x' is invalid.".into()
+            }
+        );
+        assert!(err.is_terminal());
+        // A non-JSON body still yields a readable message.
+        let err = classify(&id, &answer(502, "<html>bad gateway</html>", None));
+        assert!(err.to_string().contains("bad gateway"), "{err}");
+    }
+
+    #[test]
+    fn retry_after_seconds_and_http_date() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("120"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(120)));
+        let future = chrono::Utc::now() + chrono::TimeDelta::seconds(90);
+        let date = future.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&date).expect("header"));
+        let d = parse_retry_after(&h).expect("date parses");
+        assert!(
+            d > Duration::from_secs(80) && d <= Duration::from_secs(90),
+            "{d:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(parse_retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&h), None);
+        assert_eq!(parse_retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn endpoints_must_be_https_unless_loopback() {
+        assert!(parse_endpoint("e", "https://management.azure.com").is_ok());
+        assert!(parse_endpoint("e", "http://127.0.0.1:8080").is_ok());
+        assert!(parse_endpoint("e", "http://localhost:8080/").is_ok());
+        assert!(parse_endpoint("e", "http://[::1]:8080/").is_ok());
+        assert!(parse_endpoint("e", "http://management.azure.com").is_err());
+        assert!(parse_endpoint("e", "ftp://x").is_err());
+        assert!(parse_endpoint("e", "https://x/?a=b").is_err());
+        assert!(parse_endpoint("e", "not a url").is_err());
+    }
+
+    #[test]
+    fn credential_urls_encode_segments() {
+        let metrics = AzureRequestMetrics::unregistered().expect("metrics");
+        let mut config = ArmConfig::new("c", "t", "/token");
+        config.arm_endpoint = "https://management.usgovcloudapi.net/".into();
+        let client = ArmClient::new(&config, metrics).expect("client");
+        let id = ManagedIdentityRef {
+            subscription_id: "0000".into(),
+            resource_group: "rg(1)".into(),
+            name: "my id/../x".into(),
+        };
+        assert_eq!(
+            client.credential_url(&id, Some("fic-1")).as_str(),
+            "https://management.usgovcloudapi.net/subscriptions/0000/resourceGroups/rg(1)/providers/Microsoft.ManagedIdentity/userAssignedIdentities/my%20id%2F..%2Fx/federatedIdentityCredentials/fic-1?api-version=2024-11-30"
+        );
+        assert_eq!(
+            config.scope(),
+            "https://management.usgovcloudapi.net/.default"
+        );
+    }
+
+    #[test]
+    fn next_link_must_stay_on_the_endpoint() {
+        let metrics = AzureRequestMetrics::unregistered().expect("metrics");
+        let client = ArmClient::new(&ArmConfig::new("c", "t", "/token"), metrics).expect("client");
+        assert!(
+            client
+                .checked_next_link("https://management.azure.com/subscriptions/x?$skiptoken=1")
+                .is_ok()
+        );
+        let err = client
+            .checked_next_link("https://evil.example/subscriptions/x")
+            .expect_err("other host");
+        assert_eq!(err.reason(), "ArmUnavailable");
+    }
+}

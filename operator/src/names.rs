@@ -1,0 +1,181 @@
+//! Deterministic names. Every name the operator writes is a pure function of the
+//! TenantIdentity, so a restart or a second replica never creates a duplicate.
+
+use sha2::{Digest, Sha256};
+
+/// Field manager for every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "tenant-identity-operator";
+/// Label on every child, value = TenantIdentity name.
+pub const TENANT_LABEL: &str = "identity.tenancy.dev/tenant";
+/// Finalizer guarding cleanup that garbage collection cannot do (host SA annotations, ARM).
+pub const FINALIZER: &str = "identity.tenancy.dev/cleanup";
+/// Namespace annotation through which the platform team grants client ids to a namespace.
+pub const GRANT_ANNOTATION: &str = "identity.tenancy.dev/allowed-client-ids";
+/// Flux's "reconcile now" annotation, honoured like Flux controllers do.
+pub const REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
+/// Azure workload identity annotations read by the AKS webhook and by Flux.
+pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
+pub const TENANT_ID_ANNOTATION: &str = "azure.workload.identity/tenant-id";
+
+const MAX_HOST_NAME: usize = 63;
+const HASH_PREFIX_LEN: usize = 52;
+
+/// vcluster's `SafeConcatName`: how a virtual object becomes a host object name in
+/// single-namespace mode. Join with `-`; above 63 bytes keep 52 bytes, append `-` and 10 hex
+/// chars of the SHA-256 of the whole joined string; finally turn every `.-` into `-`.
+pub fn safe_concat_name(parts: &[&str]) -> String {
+    let joined = parts.join("-");
+    let name = if joined.len() > MAX_HOST_NAME {
+        let digest = hex::encode(Sha256::digest(joined.as_bytes()));
+        // Names are ASCII (DNS-1123), but never split a UTF-8 sequence on odd input.
+        let mut cut = HASH_PREFIX_LEN;
+        while !joined.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}-{}", &joined[..cut], &digest[..10])
+    } else {
+        joined
+    };
+    name.replace(".-", "-")
+}
+
+/// The host name of virtual ServiceAccount `namespace/name` of vcluster `vcluster`.
+pub fn synced_service_account_name(name: &str, namespace: &str, vcluster: &str) -> String {
+    safe_concat_name(&[name, "x", namespace, "x", vcluster])
+}
+
+/// vcluster's default host workload ServiceAccount.
+pub fn default_workload_service_account(vcluster: &str) -> String {
+    format!("vc-workload-{vcluster}")
+}
+
+pub fn service_account_subject(namespace: &str, service_account: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{service_account}")
+}
+
+/// Federated identity credential name: `<ns>-<name>-<10 hex of sha256(ns/name/subject)>`.
+/// Valid for ARM (`^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$`) and as a Kubernetes object name, readable
+/// in the Azure portal, and unique per subject.
+pub fn credential_name(namespace: &str, name: &str, subject: &str) -> String {
+    let digest = hex::encode(Sha256::digest(format!("{namespace}/{name}/{subject}")));
+    let mut prefix = format!("{namespace}-{name}");
+    // 120 max minus "-" and 10 hex chars.
+    prefix.truncate(109);
+    let prefix = prefix.trim_end_matches('-');
+    format!("{prefix}-{}", &digest[..10])
+}
+
+pub fn sync_rules_config_map(name: &str) -> String {
+    format!("{name}-vcluster-identity")
+}
+
+pub fn git_service_account(name: &str) -> String {
+    format!("{name}-git")
+}
+
+/// vcluster stores the kubeconfig of release `<vc>` in Secret `vc-<vc>`.
+pub fn vcluster_kubeconfig_secret(vcluster: &str) -> String {
+    format!("vc-{vcluster}")
+}
+
+/// Where Flux reaches the vcluster API from inside the host cluster.
+pub fn vcluster_service_url(vcluster: &str, namespace: &str) -> String {
+    format!("https://{vcluster}.{namespace}:443")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Vectors {
+        vectors: Vec<Vector>,
+    }
+
+    #[derive(Deserialize)]
+    struct Vector {
+        name: String,
+        namespace: String,
+        vcluster_name: String,
+        host_name: String,
+    }
+
+    #[test]
+    fn every_upstream_vector_matches() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/vectors/vcluster-host-names.json"
+        );
+        let text =
+            std::fs::read_to_string(path).expect("shared/vectors is checked out beside main");
+        let vectors: Vectors = serde_json::from_str(&text).unwrap();
+        assert!(
+            vectors.vectors.len() >= 10,
+            "vector file unexpectedly small"
+        );
+        for v in &vectors.vectors {
+            assert_eq!(
+                synced_service_account_name(&v.name, &v.namespace, &v.vcluster_name),
+                v.host_name,
+                "{}/{} in {}",
+                v.namespace,
+                v.name,
+                v.vcluster_name
+            );
+        }
+    }
+
+    #[test]
+    fn credential_names_fit_arm_and_kubernetes() {
+        let long_ns = "n".repeat(63);
+        let long_name = "t".repeat(45);
+        for (ns, name) in [("team-a", "team-a"), (long_ns.as_str(), long_name.as_str())] {
+            let n = credential_name(ns, name, "system:serviceaccount:x:y");
+            assert!(n.len() <= 120 && n.len() >= 3, "{n}");
+            assert!(
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            );
+            assert!(n.chars().next().unwrap().is_ascii_alphanumeric());
+            assert!(!n.contains("--"), "{n}");
+        }
+        assert_ne!(
+            credential_name("a", "b", "system:serviceaccount:a:x"),
+            credential_name("a", "b", "system:serviceaccount:a:X"),
+            "subjects are case-sensitive"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn host_names_are_bounded_and_stable(
+            name in "[a-z0-9]([-a-z0-9.]{0,80}[a-z0-9])?",
+            ns in "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+            vc in "[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?",
+        ) {
+            let a = synced_service_account_name(&name, &ns, &vc);
+            let b = synced_service_account_name(&name, &ns, &vc);
+            prop_assert_eq!(&a, &b);
+            prop_assert!(a.len() <= 63, "{} is {} bytes", a, a.len());
+            prop_assert!(!a.contains(".-"));
+            let joined = format!("{name}-x-{ns}-x-{vc}");
+            if joined.len() <= 63 {
+                prop_assert_eq!(a, joined.replace(".-", "-"));
+            }
+        }
+
+        #[test]
+        fn credential_names_always_valid(
+            ns in "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+            name in "[a-z0-9]([-a-z0-9]{0,43}[a-z0-9])?",
+            subject in "\\PC{0,200}",
+        ) {
+            let n = credential_name(&ns, &name, &subject);
+            prop_assert!(n.len() >= 3 && n.len() <= 120);
+            prop_assert!(n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+            prop_assert_eq!(n, credential_name(&ns, &name, &subject));
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! `render -f FILE`: every child the operator would create for the TenantIdentities in FILE,
+//! offline, as multi-document YAML (like `helm template`), for review in pull requests.
+
+use std::fmt::Write as _;
+
+use kube::ResourceExt;
+use serde::Deserialize;
+use tenant_identity_crd::TenantIdentity;
+
+use crate::{
+    children::{self, host_service_account},
+    plan::{self, Settings},
+};
+
+#[derive(Clone, Debug, Default)]
+pub struct RenderOptions {
+    /// Issuer for TenantIdentities that do not set `spec.azure.issuer`.
+    pub issuer: Option<String>,
+    /// Tenant for TenantIdentities that do not set `spec.azure.tenantId`.
+    pub tenant_id: Option<String>,
+    /// Namespace for TenantIdentities without `metadata.namespace`.
+    pub namespace: String,
+}
+
+/// One line saying which document and which field is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("document {document}{name}: {message}")]
+pub struct RenderError {
+    pub document: usize,
+    pub name: String,
+    pub message: String,
+}
+
+pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderError> {
+    let mut out = String::new();
+    let mut count = 0;
+    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
+        let number = index + 1;
+        let fail = |name: String, message: String| RenderError {
+            document: number,
+            name,
+            message,
+        };
+        let value = serde_json::Value::deserialize(document)
+            .map_err(|e| fail(String::new(), format!("not valid YAML: {e}")))?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        if kind != "TenantIdentity" || api_version != "identity.tenancy.dev/v1alpha1" {
+            return Err(fail(
+                String::new(),
+                format!(
+                    "{api_version:?} {kind:?} is not an identity.tenancy.dev/v1alpha1 TenantIdentity"
+                ),
+            ));
+        }
+        let mut ti: TenantIdentity = serde_path_to_error::deserialize(&value)
+            .map_err(|e| fail(String::new(), format!("{}: {}", e.path(), e.inner())))?;
+        if ti.metadata.namespace.is_none() {
+            ti.metadata.namespace = Some(options.namespace.clone());
+        }
+        let label = format!(
+            " ({}/{})",
+            ti.namespace().unwrap_or_default(),
+            ti.name_any()
+        );
+        plan::validate(&ti).map_err(|e| fail(label.clone(), e.to_string()))?;
+        let issuer = ti
+            .spec
+            .azure
+            .issuer
+            .clone()
+            .or_else(|| options.issuer.clone())
+            .ok_or_else(|| {
+                fail(
+                    label.clone(),
+                    "spec.azure.issuer is empty: pass --issuer (the operator discovers it from the API server)".into(),
+                )
+            })?;
+        let settings = Settings {
+            default_tenant_id: options.tenant_id.clone(),
+            require_namespace_grant: false,
+        };
+        let plan = plan::resolve(&ti, &settings, &issuer)
+            .map_err(|e| fail(label.clone(), e.to_string()))?;
+
+        count += 1;
+        let _ = writeln!(
+            out,
+            "# TenantIdentity {}/{}: mode {}, {} subject(s)",
+            plan.namespace,
+            plan.name,
+            plan.mode.as_str(),
+            plan.subjects.len()
+        );
+        for child in children::owned(&ti, &plan) {
+            push_doc(&mut out, &child.object, None)?;
+        }
+        if let Some(sa) = host_service_account::annotations(&plan) {
+            push_doc(
+                &mut out,
+                &sa,
+                Some(
+                    "Applied to the vcluster's existing host ServiceAccount (server-side apply of these two annotations only; never created)",
+                ),
+            )?;
+        }
+        if let Some(mi) = &ti.spec.azure.identity.managed_identity {
+            let _ = writeln!(
+                out,
+                "---\n# Azure federated identity credentials on /subscriptions/{}/resourceGroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{} (managed through ARM):",
+                mi.subscription_id, mi.resource_group, mi.name
+            );
+            for s in &plan.subjects {
+                let _ = writeln!(
+                    out,
+                    "#   {}: issuer={} subject={} audiences=[{}]",
+                    s.credential_name, plan.issuer, s.subject, plan.audience
+                );
+            }
+        }
+    }
+    if count == 0 {
+        return Err(RenderError {
+            document: 0,
+            name: String::new(),
+            message: "no TenantIdentity in the input".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn push_doc(
+    out: &mut String,
+    object: &impl serde::Serialize,
+    comment: Option<&str>,
+) -> Result<(), RenderError> {
+    let yaml = serde_yaml::to_string(object).map_err(|e| RenderError {
+        document: 0,
+        name: String::new(),
+        message: format!("cannot serialize a child: {e}"),
+    })?;
+    out.push_str("---\n");
+    if let Some(c) = comment {
+        let _ = writeln!(out, "# {c}");
+    }
+    out.push_str(&yaml);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

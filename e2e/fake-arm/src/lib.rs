@@ -516,6 +516,12 @@ impl FakeArm {
         self.shared.lock().issued.clone()
     }
 
+    /// Invalidate every issued access token (as when Entra revokes them): the next ARM call
+    /// with one gets 401 `InvalidAuthenticationToken`.
+    pub fn revoke_tokens(&self) {
+        self.shared.lock().tokens.clear();
+    }
+
     /// Apply a [`FakeConfig`] (absent fields unchanged).
     pub fn configure(&self, config: &FakeConfig) {
         apply_config(&mut self.shared.lock(), config);

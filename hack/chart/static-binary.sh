@@ -46,4 +46,5 @@ PY
 if grep -qa 'OPENSSL_init_ssl\|libssl.so' "$BIN"; then fail "$BIN links OpenSSL"; fi
 env -i "$BIN" --help >/dev/null || fail "$BIN --help"
 env -i "$BIN" crd | grep -q 'kind: CustomResourceDefinition' || fail "$BIN crd"
-echo "static-binary: $BIN is static ($(du -h "$BIN" | cut -f1)); 1 passed, 0 failed"
+echo "static-binary: $BIN is static ($(du -h "$BIN" | cut -f1))"
+echo "static-binary: 1 passed, 0 failed"

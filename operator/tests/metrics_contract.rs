@@ -97,6 +97,36 @@ fn skip_string(b: &[char], i: usize) -> usize {
     b.len()
 }
 
+/// Aggregation operators, which may be followed by `by (...)` / `without (...)` before their `(`.
+const AGGREGATIONS: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
+];
+
+/// The identifier starting at the next non-space char from `i`, if any.
+fn next_word(b: &[char], mut i: usize) -> Option<String> {
+    while i < b.len() && b[i].is_whitespace() {
+        i += 1;
+    }
+    let start = i;
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == '_') {
+        i += 1;
+    }
+    (i > start).then(|| b[start..i].iter().collect())
+}
+
 fn next_non_space(b: &[char], mut i: usize) -> Option<char> {
     while i < b.len() {
         if !b[i].is_whitespace() {
@@ -151,8 +181,12 @@ fn promql_metric_names(expr: &str) -> BTreeSet<String> {
                         let open = (i..b.len()).find(|&k| b[k] == '(').unwrap();
                         i = skip_group(&b, open, '(', ')');
                     }
-                } else if KEYWORDS.contains(&word.as_str()) || next == Some('(') {
-                    // keyword, or function / aggregation call
+                } else if KEYWORDS.contains(&word.as_str())
+                    || next == Some('(')
+                    || AGGREGATIONS.contains(&word.as_str())
+                        && matches!(next_word(&b, i).as_deref(), Some("by" | "without"))
+                {
+                    // keyword, function call, or aggregation (`sum(...)`, `sum by (le) (...)`)
                 } else {
                     names.insert(word);
                 }
@@ -213,10 +247,10 @@ fn dashboard_expressions() -> Vec<(String, String)> {
             serde_json::Value::Object(map) => {
                 for (k, child) in map {
                     let here = format!("{path}.{k}");
-                    if k == "expr" {
-                        if let Some(s) = child.as_str() {
-                            out.push((here.clone(), s.to_string()));
-                        }
+                    if k == "expr"
+                        && let Some(s) = child.as_str()
+                    {
+                        out.push((here.clone(), s.to_string()));
                     }
                     walk(child, &here, out);
                 }
@@ -268,7 +302,8 @@ fn dashboard_expressions() -> Vec<(String, String)> {
     out
 }
 
-/// Replace Go template actions (`{{ ... }}`, string literals inside respected) by `X`, and drop
+/// Replace Go template actions (`{{ ... }}`, string literals inside respected) by `0` (valid both
+/// as a label value and where a threshold goes, and never a metric name), and drop
 /// lines that hold nothing but an action (`{{- toYaml . | nindent 10 }}`), so the Helm-templated
 /// rules file parses as plain YAML with the PromQL structure intact.
 fn strip_go_template(text: &str) -> String {
@@ -294,7 +329,7 @@ fn strip_go_template(text: &str) -> String {
                     }
                     j += 1;
                 }
-                s.push('X');
+                s.push('0');
                 i = j + 2;
             } else {
                 if !b[i].is_whitespace() {
@@ -304,7 +339,7 @@ fn strip_go_template(text: &str) -> String {
                 i += 1;
             }
         }
-        if only_actions && s.contains('X') {
+        if only_actions && b.windows(2).any(|w| w == ['{', '{']) {
             continue;
         }
         out.push_str(&s);
@@ -588,6 +623,7 @@ fn extractor_finds_metric_names_and_nothing_else() {
         ["a_total", "b", "c"]
     );
     assert_eq!(names(r#"absent(up{job="x"} == 1)"#), ["up"]);
+    assert_eq!(names("sum without (pod) (m) + count by(x)(n)"), ["m", "n"]);
     assert_eq!(
         names("max without (pod) (tenant_identity_objects) unless bool 1e3"),
         ["tenant_identity_objects"]
@@ -607,7 +643,7 @@ fn template_stripping_keeps_rule_structure() {
     let rule = &y["groups"][0]["rules"][0];
     assert_eq!(
         rule["expr"].as_str(),
-        Some("rate(m_total{job=\"X\"}[5m]) > X")
+        Some("rate(m_total{job=\"0\"}[5m]) > 0")
     );
     assert_eq!(rule["labels"]["s"].as_str(), Some("w"));
 }

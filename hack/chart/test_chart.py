@@ -233,6 +233,19 @@ def test_chart_metadata():
     check(ann["artifacthub.io/license"] == "Apache-2.0", "license")
 
 
+def test_package_contains_everything_the_templates_load():
+    """`helm package` keeps crds/, dashboards/ and alerts/ (loaded with .Files) and renders the same."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    archive = helm.package(str(CHART), destination=str(OUT))
+    with helm.Chart.load(archive) as packaged:
+        names = {f["name"] for f in packaged.files}
+        for f in list((CHART / "dashboards").glob("*.json")) + list((CHART / "alerts").glob("*.yaml")):
+            check(f"{f.parent.name}/{f.name}" in names, f"packaged chart lacks {f.parent.name}/{f.name}")
+        check(len(packaged.crds) == len(chart().crds), "packaged chart lacks CRDs")
+        check(packaged.render(values=ALL_ON, name=RELEASE, namespace=NAMESPACE) == render(ALL_ON),
+              "packaged chart renders differently from the directory")
+
+
 def test_default_image_is_app_version():
     meta = chart().metadata
     dep = one(objects({}), "Deployment")

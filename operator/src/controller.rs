@@ -31,13 +31,14 @@ use kube::{
 use serde_json::json;
 use std::sync::Mutex;
 use tenant_identity_crd::{
-    Mode, TenantIdentity, TenantIdentityStatus,
+    DeletionPolicy, Mode, TenantIdentity, TenantIdentityStatus,
     conditions::{self, ALL_TYPES, Status},
     reasons,
 };
 use tracing::{debug, info, warn};
 
 use crate::{
+    azure::{ArmBackend, DesiredCredential, ManagedIdentityRef},
     children::{self, Child, host_service_account},
     error::{Error, Result},
     isolation,
@@ -55,6 +56,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub issuer: IssuerSource,
+    /// The managedIdentity backend; None when the operator runs without an Azure identity.
+    pub arm: Option<ArmBackend>,
 }
 
 /// Per controller run: the shared parts plus this run's cache.
@@ -224,6 +227,7 @@ async fn apply(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
         }
         Some(Refusal::Revoke(e)) => {
             prune(&ti, &[], &ctx).await?;
+            delete_arm_credentials(&ti, &ctx, reported_credentials(&ti)).await?;
             release_host_annotations(&ti, None, &ctx).await?;
             write_status(&ti, &ctx, status::refused(&e), None, Vec::new()).await?;
             // Claims change when other objects go away; look again now and then.
@@ -241,7 +245,7 @@ async fn apply(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
         Ok(i) => i,
         Err(e) => {
             let part = PartState::waiting(reasons::ISSUER_UNAVAILABLE, e.to_string());
-            write_error_status(&ti, &ctx, part).await?;
+            write_error_status(&ti, &ctx, part, false).await?;
             return Err(e);
         }
     };
@@ -282,7 +286,8 @@ async fn apply(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
             } else {
                 PartState::waiting(e.reason(), e.to_string())
             };
-            write_error_status(&ti, &ctx, part).await?;
+            let credentials_failed = matches!(e, Error::Azure(_) | Error::ArmBackendUnavailable(_));
+            write_error_status(&ti, &ctx, part, credentials_failed).await?;
             Err(e)
         }
     }
@@ -296,7 +301,10 @@ async fn converge<'a>(ti: &TenantIdentity, plan: &'a Plan, ctx: &Context) -> Res
     }
     prune(ti, &desired, ctx).await?;
     let host_sync = sync_host_service_account(ti, plan, ctx).await?;
-    let (credentials, credential_states) = observe_credentials(ti, plan, &applied);
+    let (credentials, credential_states) = match &ti.spec.azure.identity.managed_identity {
+        Some(mi) => sync_arm_credentials(ti, plan, mi, ctx).await?,
+        None => observe_credentials(plan, &applied),
+    };
     let (git, git_stalled) = observe_git(ti, &applied);
     Ok(Observed {
         plan,
@@ -504,27 +512,134 @@ fn workload_service_account(ti: &TenantIdentity) -> Option<String> {
     })
 }
 
-/// Removal: release host SA annotations; owned children go with garbage collection.
+/// Removal: release host SA annotations and (ARM backend, `deletionPolicy: Delete`) delete the
+/// credentials in Azure; owned Kubernetes children go with garbage collection.
 async fn cleanup(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
     release_host_annotations(&ti, None, &ctx).await?;
+    if ti.spec.deletion_policy == DeletionPolicy::Delete {
+        let mut names = reported_credentials(&ti);
+        // A crash between the ARM write and the status write leaves a credential that status
+        // does not list; its name is deterministic, so include what the spec implies, unless the
+        // object was refused (then it never wrote anything).
+        if !refused(&ti)
+            && let Ok(plan) = plan::resolve(&ti, &ctx.shared.settings, "https://unused.invalid/")
+        {
+            names.extend(plan.subjects.into_iter().map(|s| s.credential_name));
+        }
+        names.sort();
+        names.dedup();
+        delete_arm_credentials(&ti, &ctx, names).await?;
+    }
     Ok(Action::await_change())
+}
+
+fn managed_identity_ref(mi: &tenant_identity_crd::ManagedIdentityRef) -> ManagedIdentityRef {
+    ManagedIdentityRef {
+        subscription_id: mi.subscription_id.clone(),
+        resource_group: mi.resource_group.clone(),
+        name: mi.name.clone(),
+    }
+}
+
+fn arm(ctx: &Context) -> Result<&ArmBackend> {
+    ctx.shared.arm.as_ref().ok_or_else(|| {
+        Error::ArmBackendUnavailable(
+            "spec.azure.identity.managedIdentity needs the operator's own Azure workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE): set azure.workloadIdentity.clientId in the Helm values, or use azureServiceOperator".into(),
+        )
+    })
+}
+
+/// Credential names this TenantIdentity reported as its own.
+fn reported_credentials(ti: &TenantIdentity) -> Vec<String> {
+    ti.status
+        .as_ref()
+        .map(|s| {
+            s.subjects
+                .iter()
+                .map(|x| x.credential_name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn refused(ti: &TenantIdentity) -> bool {
+    ti.status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, conditions::READY))
+        .is_some_and(|c| {
+            c.reason == reasons::IDENTITY_CLAIM_CONFLICT
+                || c.reason == reasons::IDENTITY_NOT_GRANTED
+        })
+}
+
+async fn delete_arm_credentials(
+    ti: &TenantIdentity,
+    ctx: &Context,
+    names: Vec<String>,
+) -> Result<()> {
+    let Some(mi) = &ti.spec.azure.identity.managed_identity else {
+        return Ok(());
+    };
+    if names.is_empty() {
+        return Ok(());
+    }
+    arm(ctx)?
+        .delete(&managed_identity_ref(mi), &names)
+        .await
+        .map_err(Error::from)
+}
+
+/// ARM backend: make the identity carry exactly our desired credentials.
+async fn sync_arm_credentials(
+    ti: &TenantIdentity,
+    plan: &Plan,
+    mi: &tenant_identity_crd::ManagedIdentityRef,
+    ctx: &Context,
+) -> Result<(PartState, Vec<(String, CredentialState)>)> {
+    let backend = arm(ctx)?;
+    let desired: Vec<DesiredCredential> = plan
+        .subjects
+        .iter()
+        .map(|s| DesiredCredential {
+            name: s.credential_name.clone(),
+            issuer: plan.issuer.clone(),
+            subject: s.subject.clone(),
+            audience: plan.audience.clone(),
+        })
+        .collect();
+    let stale: Vec<String> = reported_credentials(ti)
+        .into_iter()
+        .filter(|n| !desired.iter().any(|d| &d.name == n))
+        .collect();
+    let report = backend
+        .sync(&managed_identity_ref(mi), &desired, &stale)
+        .await?;
+    if report.writes > 0 {
+        info!(tenant = %ti.name_any(), writes = report.writes, "federated credentials written to Azure");
+    }
+    let states = desired
+        .iter()
+        .map(|d| (d.name.clone(), CredentialState::Ready))
+        .collect();
+    Ok((
+        PartState::ready(
+            reasons::CREDENTIALS_READY,
+            format!(
+                "{} federated credential(s) on identity {} ({} of 20 used)",
+                desired.len(),
+                mi.name,
+                report.total
+            ),
+        ),
+        states,
+    ))
 }
 
 /// Mirror the credential backend's readiness.
 fn observe_credentials(
-    ti: &TenantIdentity,
     plan: &Plan,
     applied: &[DynamicObject],
 ) -> (PartState, Vec<(String, CredentialState)>) {
-    if ti.spec.azure.identity.azure_service_operator.is_none() {
-        return (
-            PartState::unknown(
-                reasons::PROGRESSING,
-                "the managedIdentity (ARM) backend is not available in this build",
-            ),
-            Vec::new(),
-        );
-    }
     let states: Vec<(String, CredentialState)> = applied
         .iter()
         .filter(|o| {
@@ -663,22 +778,36 @@ fn observe_git(
     (Some(part), None)
 }
 
-async fn write_error_status(ti: &TenantIdentity, ctx: &Context, part: PartState) -> Result<()> {
+async fn write_error_status(
+    ti: &TenantIdentity,
+    ctx: &Context,
+    part: PartState,
+    credentials_failed: bool,
+) -> Result<()> {
     let type_ = if part.terminal {
         conditions::STALLED
     } else {
         conditions::RECONCILING
     };
+    let mut desired = vec![
+        conditions::DesiredCondition::new(
+            conditions::READY,
+            Status::False,
+            &part.reason,
+            &part.message,
+        ),
+        conditions::DesiredCondition::new(type_, Status::True, &part.reason, &part.message),
+    ];
+    if credentials_failed {
+        desired.push(conditions::DesiredCondition::new(
+            conditions::FEDERATED_CREDENTIALS_READY,
+            Status::False,
+            &part.reason,
+            &part.message,
+        ));
+    }
     let computed = ComputedStatus {
-        conditions: vec![
-            conditions::DesiredCondition::new(
-                conditions::READY,
-                Status::False,
-                &part.reason,
-                &part.message,
-            ),
-            conditions::DesiredCondition::new(type_, Status::True, &part.reason, &part.message),
-        ],
+        conditions: desired,
         subjects: ti
             .status
             .as_ref()

@@ -19,6 +19,12 @@ pub enum Error {
     /// The OIDC issuer could not be discovered from the API server.
     #[error("{0}")]
     IssuerUnavailable(String),
+    /// The managedIdentity backend is requested but the operator has no Azure identity.
+    #[error("{0}")]
+    ArmBackendUnavailable(String),
+    /// An Azure Resource Manager call failed; the ARM error's own variant is the reason.
+    #[error("{0}")]
+    Azure(#[from] crate::azure::ArmError),
 }
 
 impl Error {
@@ -29,17 +35,26 @@ impl Error {
             Error::DependencyMissing { .. } => "DependencyMissing",
             Error::FinalizerError(_) => "FinalizerError",
             Error::IssuerUnavailable(_) => "IssuerUnavailable",
+            Error::ArmBackendUnavailable(_) => "ArmBackendUnavailable",
+            Error::Azure(e) => e.reason(),
         }
     }
 
     /// Terminal errors need a human; retrying soon would only add load.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Error::DependencyMissing { .. })
+        match self {
+            Error::Azure(e) => e.is_terminal(),
+            Error::DependencyMissing { .. } | Error::ArmBackendUnavailable(_) => true,
+            _ => false,
+        }
     }
 
     /// A delay the remote side asked for (HTTP 429 `Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
-        None
+        match self {
+            Error::Azure(e) => e.retry_after(),
+            _ => None,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use kube::{
 };
 use tenant_identity_crd::TenantIdentity;
 use tenant_identity_operator::{
+    azure::{ArmBackend, ArmConfig},
     controller::{self, Shared},
     http::{self, Readiness},
     issuer::IssuerSource,
@@ -21,7 +22,7 @@ use tenant_identity_operator::{
     render::{self, RenderOptions},
     telemetry::{self, LogFormat},
 };
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -169,6 +170,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             instance: Some(identity.clone()),
         },
     );
+    let arm = arm_backend(&args, &metrics);
     let shared = Arc::new(Shared {
         client: client.clone(),
         recorder,
@@ -178,6 +180,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             require_namespace_grant: args.require_namespace_grant,
         },
         issuer: IssuerSource::new(args.oidc_issuer_url),
+        arm,
     });
     let shutdown = shutdown_signal().shared();
 
@@ -202,6 +205,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The ARM backend needs the operator's own workload identity; without it the operator still
+/// runs (ASO backend) and managedIdentity tenants report ArmBackendUnavailable.
+fn arm_backend(args: &RunArgs, metrics: &Metrics) -> Option<ArmBackend> {
+    let mut config = match ArmConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(reason = e.reason(), error = %e, "ARM backend disabled");
+            return None;
+        }
+    };
+    config.arm_endpoint = args.arm_endpoint.clone();
+    config.authority_host = args.authority_host.clone();
+    config.api_version = args.arm_api_version.clone();
+    match ArmBackend::new(config, metrics.azure.clone()) {
+        Ok(b) => {
+            info!(endpoint = %args.arm_endpoint, "ARM backend enabled");
+            Some(b)
+        }
+        Err(e) => {
+            warn!(reason = e.reason(), error = %e, "ARM backend disabled");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -151,7 +151,8 @@ mod tests {
     proptest! {
         #[test]
         fn host_names_are_bounded_and_stable(
-            name in "[a-z0-9]([-a-z0-9.]{0,80}[a-z0-9])?",
+            // DNS-1123 subdomains, as the API server allows for ServiceAccount names.
+            name in "[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?){0,3}",
             ns in "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
             vc in "[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?",
         ) {

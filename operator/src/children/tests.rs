@@ -1,1 +1,184 @@
+use super::*;
+use crate::plan::{Settings, resolve};
+use serde_json::json;
 
+fn ti(spec: serde_json::Value) -> TenantIdentity {
+    serde_json::from_value(json!({
+        "apiVersion": "identity.tenancy.dev/v1alpha1", "kind": "TenantIdentity",
+        "metadata": {"name": "team-a", "namespace": "vc-team-a", "uid": "uid-1"},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn build(spec: serde_json::Value) -> (Plan, Vec<Child>) {
+    let t = ti(spec);
+    let settings = Settings {
+        default_tenant_id: Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into()),
+        require_namespace_grant: false,
+    };
+    let plan = resolve(&t, &settings, "https://issuer.example/").unwrap();
+    let children = owned(&t, &plan);
+    (plan, children)
+}
+
+const CLIENT: &str = "6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f";
+
+fn kinds(children: &[Child]) -> Vec<(String, String)> {
+    children
+        .iter()
+        .map(|c| (c.resource.kind.clone(), c.name()))
+        .collect()
+}
+
+#[test]
+fn shared_aso_children() {
+    let (plan, children) = build(
+        json!({"azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}}}),
+    );
+    assert_eq!(
+        kinds(&children),
+        vec![
+            ("ConfigMap".into(), "team-a-vcluster-identity".into()),
+            (
+                "FederatedIdentityCredential".into(),
+                plan.subjects[0].credential_name.clone()
+            ),
+        ]
+    );
+    for c in &children {
+        let meta = &c.object.metadata;
+        assert_eq!(meta.labels.as_ref().unwrap()[names::TENANT_LABEL], "team-a");
+        let owner = &meta.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("TenantIdentity", "uid-1", Some(true))
+        );
+    }
+    let fic = &children[1].object.data["spec"];
+    assert_eq!(fic["owner"], json!({"name": "uai"}));
+    assert_eq!(fic["audiences"], json!(["api://AzureADTokenExchange"]));
+    assert_eq!(fic["issuer"], "https://issuer.example/");
+    assert_eq!(
+        fic["subject"],
+        "system:serviceaccount:vc-team-a:vc-workload-team-a"
+    );
+    let values: serde_json::Value = serde_yaml::from_str(
+        children[0].object.data["data"]["values.yaml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let wsa = &values["controlPlane"]["advanced"]["workloadServiceAccount"];
+    assert_eq!(
+        wsa["annotations"]["azure.workload.identity/client-id"],
+        CLIENT
+    );
+    assert_eq!(wsa["name"], "vc-workload-team-a");
+    assert!(
+        values.get("exportKubeConfig").is_none(),
+        "only with git.deploy"
+    );
+
+    let sa = host_service_account::annotations(&plan).unwrap();
+    assert_eq!(sa.metadata.name.as_deref(), Some("vc-workload-team-a"));
+    assert!(
+        sa.metadata.owner_references.is_none(),
+        "the host SA is Helm's, never ours"
+    );
+    assert_eq!(sa.metadata.annotations.as_ref().unwrap().len(), 2);
+}
+
+#[test]
+fn per_service_account_with_arm_has_no_credential_objects() {
+    let (plan, children) = build(json!({
+        "virtualCluster": {"mode": "PerServiceAccount", "serviceAccounts": [{"namespace": "default", "name": "app"}]},
+        "azure": {"clientId": CLIENT, "identity": {"managedIdentity": {
+            "subscriptionId": "11111111-2222-4333-8444-555555555555", "resourceGroup": "rg", "name": "id-x"}}}
+    }));
+    assert_eq!(
+        kinds(&children),
+        vec![("ConfigMap".into(), "team-a-vcluster-identity".into())]
+    );
+    assert!(host_service_account::annotations(&plan).is_none());
+    let values: serde_json::Value = serde_yaml::from_str(
+        children[0].object.data["data"]["values.yaml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(values["sync"]["toHost"]["serviceAccounts"]["enabled"], true);
+    assert_eq!(
+        values["sync"]["toHost"]["pods"]["useSecretsForSATokens"],
+        true
+    );
+}
+
+#[test]
+fn git_object_level_with_deploy() {
+    let (_, children) = build(json!({
+        "virtualCluster": {"name": "vc1"},
+        "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"armId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x"}}},
+        "git": {"url": "https://dev.azure.com/o/p/_git/r", "ref": {"tag": "v1"}, "deploy": {"path": "./t"}}
+    }));
+    let k = kinds(&children);
+    assert_eq!(k[0].0, "ConfigMap");
+    assert_eq!(k[1], ("ServiceAccount".into(), "team-a-git".into()));
+    assert_eq!(k[2].0, "FederatedIdentityCredential");
+    assert_eq!(
+        k[3].0, "FederatedIdentityCredential",
+        "workload + flux subject"
+    );
+    assert_eq!(k[4], ("GitRepository".into(), "team-a".into()));
+    assert_eq!(k[5], ("Kustomization".into(), "team-a".into()));
+
+    let git_sa = &children[1].object.metadata.annotations.as_ref().unwrap();
+    assert_eq!(git_sa.len(), 2, "Flux needs client-id and tenant-id");
+    let repo = &children[4].object.data["spec"];
+    assert_eq!(repo["provider"], "azure");
+    assert_eq!(repo["serviceAccountName"], "team-a-git");
+    assert_eq!(repo["ref"], json!({"tag": "v1"}));
+    let ks = &children[5].object.data["spec"];
+    assert_eq!(
+        ks["kubeConfig"],
+        json!({"secretRef": {"name": "vc-vc1", "key": "config"}})
+    );
+    assert_eq!(
+        ks["sourceRef"],
+        json!({"kind": "GitRepository", "name": "team-a"})
+    );
+    assert_eq!(ks["prune"], true);
+    let values: serde_json::Value = serde_yaml::from_str(
+        children[0].object.data["data"]["values.yaml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        values["exportKubeConfig"]["server"],
+        "https://vc1.vc-team-a:443"
+    );
+    assert!(
+        children[3].object.data["spec"]["owner"]["armId"]
+            .as_str()
+            .unwrap()
+            .ends_with("/userAssignedIdentities/x")
+    );
+}
+
+#[test]
+fn controller_level_git_has_no_flux_identity() {
+    let (plan, children) = build(json!({
+        "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}},
+        "git": {"url": "https://dev.azure.com/o/p/_git/r", "auth": "ControllerLevel"}
+    }));
+    assert_eq!(plan.subjects.len(), 1);
+    let k = kinds(&children);
+    assert!(!k.iter().any(|(kind, _)| kind == "ServiceAccount"));
+    let repo = children
+        .iter()
+        .find(|c| c.resource.kind == "GitRepository")
+        .unwrap();
+    assert!(repo.object.data["spec"].get("serviceAccountName").is_none());
+    assert_eq!(repo.object.data["spec"]["provider"], "azure");
+}

@@ -1,1 +1,222 @@
+use super::*;
+use serde_json::json;
 
+const CLIENT: &str = "6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f";
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const ISSUER: &str = "https://oidc.prod-aks.azure.com/abc/";
+
+pub(crate) fn ti(spec: serde_json::Value) -> TenantIdentity {
+    serde_json::from_value(json!({
+        "apiVersion": "identity.tenancy.dev/v1alpha1",
+        "kind": "TenantIdentity",
+        "metadata": {"name": "team-a", "namespace": "vc-team-a", "uid": "uid-1"},
+        "spec": spec,
+    }))
+    .expect("test spec deserializes")
+}
+
+fn aso() -> serde_json::Value {
+    json!({"azureServiceOperator": {"name": "team-a-identity"}})
+}
+
+fn settings() -> Settings {
+    Settings {
+        default_tenant_id: Some(TENANT.into()),
+        require_namespace_grant: false,
+    }
+}
+
+#[test]
+fn shared_mode_defaults() {
+    let t = ti(json!({"azure": {"clientId": CLIENT, "identity": aso()}}));
+    let plan = resolve(&t, &settings(), ISSUER).unwrap();
+    assert_eq!(
+        plan.vcluster, "team-a",
+        "vcluster name defaults to metadata.name"
+    );
+    assert_eq!(plan.tenant_id, TENANT, "tenant from the operator flag");
+    assert_eq!(plan.audience, "api://AzureADTokenExchange");
+    assert_eq!(
+        plan.workload_service_account.as_deref(),
+        Some("vc-workload-team-a")
+    );
+    assert_eq!(
+        plan.issuer, ISSUER,
+        "issuer kept byte for byte, trailing slash included"
+    );
+    assert_eq!(plan.subjects.len(), 1);
+    assert_eq!(
+        plan.subjects[0].subject,
+        "system:serviceaccount:vc-team-a:vc-workload-team-a"
+    );
+    assert_eq!(plan.host_service_accounts(), vec!["vc-workload-team-a"]);
+}
+
+#[test]
+fn shared_mode_custom_workload_sa_and_vcluster() {
+    let t = ti(json!({
+        "virtualCluster": {"name": "vc1", "workloadServiceAccount": "custom-sa"},
+        "azure": {"clientId": CLIENT, "tenantId": "00000000-0000-0000-0000-000000000001", "identity": aso()}
+    }));
+    let plan = resolve(&t, &settings(), ISSUER).unwrap();
+    assert_eq!(plan.vcluster, "vc1");
+    assert_eq!(
+        plan.tenant_id, "00000000-0000-0000-0000-000000000001",
+        "spec wins over flag"
+    );
+    assert_eq!(
+        plan.subjects[0].subject,
+        "system:serviceaccount:vc-team-a:custom-sa"
+    );
+}
+
+#[test]
+fn per_service_account_subjects_follow_vcluster_naming_and_are_sorted() {
+    let t = ti(json!({
+        "virtualCluster": {"name": "vc1", "mode": "PerServiceAccount", "serviceAccounts": [
+            {"namespace": "payments", "name": "app-sa"},
+            {"namespace": "default", "name": "app"},
+        ]},
+        "azure": {"clientId": CLIENT, "identity": aso()}
+    }));
+    let plan = resolve(&t, &settings(), ISSUER).unwrap();
+    let subjects: Vec<_> = plan.subjects.iter().map(|s| s.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        vec![
+            "system:serviceaccount:vc-team-a:app-x-default-x-vc1",
+            "system:serviceaccount:vc-team-a:app-sa-x-payments-x-vc1",
+        ]
+    );
+    assert_eq!(plan.workload_service_account, None);
+}
+
+#[test]
+fn flux_subject_only_for_object_level() {
+    let git = |auth: &str| {
+        ti(json!({
+            "azure": {"clientId": CLIENT, "identity": aso()},
+            "git": {"url": "https://dev.azure.com/o/p/_git/r", "auth": auth}
+        }))
+    };
+    let plan = resolve(&git("ObjectLevel"), &settings(), ISSUER).unwrap();
+    assert_eq!(plan.subjects.len(), 2);
+    assert_eq!(plan.subjects[1].kind, SubjectKind::FluxSource);
+    assert_eq!(
+        plan.subjects[1].subject,
+        "system:serviceaccount:vc-team-a:team-a-git"
+    );
+    let plan = resolve(&git("ControllerLevel"), &settings(), ISSUER).unwrap();
+    assert_eq!(
+        plan.subjects.len(),
+        1,
+        "ControllerLevel uses Flux's own identity"
+    );
+}
+
+#[test]
+fn missing_tenant_is_its_own_reason() {
+    let t = ti(json!({"azure": {"clientId": CLIENT, "identity": aso()}}));
+    let err = resolve(&t, &Settings::default(), ISSUER).unwrap_err();
+    assert_eq!(err.reason, "TenantIdMissing");
+    assert!(err.message.contains("--azure-tenant-id"));
+}
+
+#[test]
+fn invalid_specs_are_refused_with_the_field() {
+    let cases = [
+        (
+            json!({"azure": {"clientId": "nope", "identity": aso()}}),
+            "spec.azure.clientId",
+        ),
+        (
+            json!({"azure": {"clientId": CLIENT, "issuer": "http://x/", "identity": aso()}}),
+            "spec.azure.issuer",
+        ),
+        (
+            json!({"azure": {"clientId": CLIENT, "identity": {}}}),
+            "managedIdentity",
+        ),
+        (
+            json!({"azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {}}}}),
+            "armId",
+        ),
+        (
+            json!({"virtualCluster": {"mode": "PerServiceAccount"}, "azure": {"clientId": CLIENT, "identity": aso()}}),
+            "serviceAccounts",
+        ),
+        (
+            json!({"virtualCluster": {"serviceAccounts": [{"namespace": "a", "name": "b"}]}, "azure": {"clientId": CLIENT, "identity": aso()}}),
+            "serviceAccounts",
+        ),
+        (
+            json!({"azure": {"clientId": CLIENT, "identity": aso()}, "git": {"url": "https://github.com/a/b"}}),
+            "Azure DevOps",
+        ),
+        (
+            json!({"azure": {"clientId": CLIENT, "identity": aso()}, "git": {"url": "https://dev.azure.com/a/b/_git/c", "ref": {"branch": "a", "tag": "b"}}}),
+            "exactly one of branch",
+        ),
+        (
+            json!({"virtualCluster": {"name": "Bad_Name"}, "azure": {"clientId": CLIENT, "identity": aso()}}),
+            "spec.virtualCluster.name",
+        ),
+    ];
+    for (spec, needle) in cases {
+        let t = ti(spec.clone());
+        let err = resolve(&t, &settings(), ISSUER).expect_err(&spec.to_string());
+        assert_eq!(err.reason, "InvalidSpec", "{spec}");
+        assert!(err.message.contains(needle), "{spec}: {}", err.message);
+    }
+}
+
+#[test]
+fn twenty_subjects_allowed_twenty_one_refused() {
+    let sas = |n: usize| -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|i| json!({"namespace": format!("ns{i}"), "name": "app"}))
+            .collect()
+    };
+    let spec = |n: usize, git: bool| {
+        let mut s = json!({
+            "virtualCluster": {"mode": "PerServiceAccount", "serviceAccounts": sas(n)},
+            "azure": {"clientId": CLIENT, "identity": aso()}
+        });
+        if git {
+            s["git"] = json!({"url": "https://dev.azure.com/o/p/_git/r"});
+        }
+        ti(s)
+    };
+    assert_eq!(
+        resolve(&spec(20, false), &settings(), ISSUER)
+            .unwrap()
+            .subjects
+            .len(),
+        20
+    );
+    assert_eq!(
+        resolve(&spec(19, true), &settings(), ISSUER)
+            .unwrap()
+            .subjects
+            .len(),
+        20
+    );
+    assert!(resolve(&spec(21, false), &settings(), ISSUER).is_err());
+    assert!(resolve(&spec(20, true), &settings(), ISSUER).is_err());
+}
+
+#[test]
+fn credential_names_are_unique_and_deterministic() {
+    let t = ti(json!({
+        "virtualCluster": {"mode": "PerServiceAccount", "serviceAccounts": [
+            {"namespace": "a", "name": "x"}, {"namespace": "b", "name": "x"}]},
+        "azure": {"clientId": CLIENT, "identity": aso()}
+    }));
+    let one = resolve(&t, &settings(), ISSUER).unwrap();
+    let two = resolve(&t, &settings(), ISSUER).unwrap();
+    assert_eq!(one, two);
+    assert_ne!(
+        one.subjects[0].credential_name,
+        one.subjects[1].credential_name
+    );
+}

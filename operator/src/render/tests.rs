@@ -1,1 +1,87 @@
+use super::*;
 
+fn opts() -> RenderOptions {
+    RenderOptions {
+        issuer: Some("https://issuer.example/".into()),
+        tenant_id: Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into()),
+        namespace: "default".into(),
+    }
+}
+
+const GOOD: &str = r#"
+apiVersion: identity.tenancy.dev/v1alpha1
+kind: TenantIdentity
+metadata: {name: a}
+spec:
+  azure:
+    clientId: 6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f
+    identity: {azureServiceOperator: {name: uai}}
+"#;
+
+#[test]
+fn renders_every_child_in_stable_order() {
+    let input = format!("{GOOD}---\n{}", GOOD.replace("name: a}", "name: b}"));
+    let one = render(&input, &opts()).unwrap();
+    assert_eq!(one, render(&input, &opts()).unwrap(), "stable output");
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&one)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect();
+    let kinds: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(kinds.len(), 6, "{kinds:?}");
+    assert_eq!(kinds[0], "ConfigMap/a-vcluster-identity");
+    assert!(kinds[1].starts_with("FederatedIdentityCredential/default-a-"));
+    assert_eq!(kinds[2], "ServiceAccount/vc-workload-a");
+    assert_eq!(kinds[3], "ConfigMap/b-vcluster-identity");
+    assert_eq!(docs[0]["metadata"]["namespace"].as_str(), Some("default"));
+}
+
+#[test]
+fn errors_are_one_line_and_name_the_document_and_field() {
+    let cases = [
+        (
+            GOOD.replace("6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f", "nope"),
+            "spec.azure.clientId",
+        ),
+        (GOOD.replace("clientId:", "clientID:"), "clientId"),
+        (
+            "kind: ConfigMap\napiVersion: v1\n".to_string(),
+            "is not an identity.tenancy.dev/v1alpha1 TenantIdentity",
+        ),
+        ("a: [b".to_string(), "not valid YAML"),
+        (String::new(), "no TenantIdentity"),
+    ];
+    for (input, needle) in cases {
+        let err = render(&input, &opts()).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+    let second = format!("{GOOD}---\n{}", GOOD.replace("uai", "UAI_bad"));
+    let err = render(&second, &opts()).unwrap_err().to_string();
+    assert!(err.starts_with("document 2 (default/a)"), "{err}");
+}
+
+#[test]
+fn issuer_required_offline_unless_in_spec() {
+    let o = RenderOptions {
+        issuer: None,
+        ..opts()
+    };
+    let err = render(GOOD, &o).unwrap_err().to_string();
+    assert!(err.contains("--issuer"), "{err}");
+    let with_issuer = GOOD.replace("clientId:", "issuer: https://spec.example/\n    clientId:");
+    assert!(
+        render(&with_issuer, &o)
+            .unwrap()
+            .contains("issuer: https://spec.example/")
+    );
+}

@@ -1,1 +1,137 @@
+use super::*;
+use crate::plan::{Settings, resolve};
+use serde_json::json;
 
+fn plan() -> Plan {
+    let t: tenant_identity_crd::TenantIdentity = serde_json::from_value(json!({
+        "apiVersion": "identity.tenancy.dev/v1alpha1", "kind": "TenantIdentity",
+        "metadata": {"name": "team-a", "namespace": "vc-team-a"},
+        "spec": {"azure": {"clientId": "6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f",
+            "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "identity": {"azureServiceOperator": {"name": "id"}}}}
+    }))
+    .unwrap();
+    resolve(&t, &Settings::default(), "https://issuer/").unwrap()
+}
+
+fn observed(plan: &Plan) -> Observed<'_> {
+    Observed {
+        plan,
+        credentials: PartState::ready("CredentialsReady", "ok"),
+        credential_states: vec![(
+            plan.subjects[0].credential_name.clone(),
+            CredentialState::Ready,
+        )],
+        host_sync: PartState::ready("HostSyncApplied", "ok"),
+        git: None,
+        git_stalled: None,
+        error: None,
+    }
+}
+
+fn get<'a>(s: &'a ComputedStatus, t: &str) -> Option<&'a DesiredCondition> {
+    s.conditions.iter().find(|c| c.type_ == t)
+}
+
+#[test]
+fn all_parts_ready_means_ready_and_nothing_else() {
+    let p = plan();
+    let s = compute(&observed(&p));
+    let ready = get(&s, "Ready").unwrap();
+    assert_eq!(ready.status, Status::True);
+    assert_eq!(ready.reason, "IdentityReady");
+    assert!(get(&s, "Reconciling").is_none());
+    assert!(get(&s, "Stalled").is_none());
+    assert!(get(&s, "GitSourceReady").is_none(), "no git configured");
+    assert_eq!(s.subjects[0].state, "Ready");
+}
+
+#[test]
+fn waiting_vcluster_reconciles_with_its_reason() {
+    let p = plan();
+    let mut o = observed(&p);
+    o.host_sync = PartState::waiting("VirtualClusterNotFound", "install vcluster");
+    let s = compute(&o);
+    let ready = get(&s, "Ready").unwrap();
+    assert_eq!(
+        (ready.status, ready.reason.as_str()),
+        (Status::False, "VirtualClusterNotFound")
+    );
+    assert_eq!(ready.message, "install vcluster");
+    assert_eq!(get(&s, "Reconciling").unwrap().status, Status::True);
+    assert!(get(&s, "Stalled").is_none(), "never both");
+    assert_eq!(get(&s, "HostSyncReady").unwrap().status, Status::False);
+}
+
+#[test]
+fn git_mirrors_flux_and_stall_is_terminal() {
+    let p = plan();
+    let mut o = observed(&p);
+    o.git = Some(PartState::waiting(
+        "AuthenticationFailed",
+        "401 from dev.azure.com",
+    ));
+    let s = compute(&o);
+    let ready = get(&s, "Ready").unwrap();
+    assert_eq!(ready.reason, "GitSourceNotReady");
+    assert!(
+        ready.message.contains("401 from dev.azure.com"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(
+        get(&s, "GitSourceReady").unwrap().reason,
+        "AuthenticationFailed"
+    );
+    assert!(get(&s, "Reconciling").is_some());
+
+    o.git = Some(PartState::failed(
+        "FeatureGateDisabled",
+        "enable ObjectLevelWorkloadIdentity",
+    ));
+    o.git_stalled = Some((
+        "FeatureGateDisabled".into(),
+        "enable ObjectLevelWorkloadIdentity".into(),
+    ));
+    let s = compute(&o);
+    let stalled = get(&s, "Stalled").unwrap();
+    assert_eq!(
+        (stalled.status, stalled.reason.as_str()),
+        (Status::True, "FeatureGateDisabled")
+    );
+    assert!(get(&s, "Reconciling").is_none(), "never both");
+    assert_eq!(get(&s, "Ready").unwrap().status, Status::False);
+}
+
+#[test]
+fn errors_take_precedence_and_refusals_stall() {
+    let p = plan();
+    let mut o = observed(&p);
+    o.error = Some(PartState::waiting(
+        "KubernetesApiError",
+        "connection refused",
+    ));
+    let s = compute(&o);
+    assert_eq!(get(&s, "Ready").unwrap().reason, "KubernetesApiError");
+    assert!(get(&s, "Reconciling").is_some());
+
+    let r = refused(&crate::plan::SpecError {
+        reason: "IdentityClaimConflict",
+        message: "taken".into(),
+    });
+    assert_eq!(r.conditions[0].reason, "IdentityClaimConflict");
+    assert_eq!(r.conditions[1].type_, "Stalled");
+    assert!(r.subjects.is_empty());
+}
+
+#[test]
+fn pending_credentials_listed_per_subject() {
+    let p = plan();
+    let mut o = observed(&p);
+    o.credentials = PartState::waiting("CredentialsPending", "waiting for ASO");
+    o.credential_states.clear();
+    let s = compute(&o);
+    assert_eq!(get(&s, "Ready").unwrap().reason, "CredentialsPending");
+    assert_eq!(s.subjects[0].state, "Pending");
+    assert_eq!(s.subjects[0].credential_name, p.subjects[0].credential_name);
+}

@@ -80,6 +80,7 @@ fn seed(store: &mut Store) -> anyhow::Result<()> {
         };
         let opts = ops::WriteOptions {
             manager: "kube-apiserver".into(),
+            manager_explicit: true,
             ..Default::default()
         };
         ops::create(store, &t, json!({"metadata": {"name": name}}), &opts)

@@ -66,6 +66,9 @@ impl Target {
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
     pub manager: String,
+    /// Whether `manager` came from the `fieldManager` parameter (required for apply) rather
+    /// than from the user agent.
+    pub manager_explicit: bool,
     pub dry_run: bool,
     pub force: bool,
 }
@@ -611,8 +614,10 @@ fn apply(
     body: &[u8],
     opts: &WriteOptions,
 ) -> Result<(Value, bool), ApiError> {
-    if opts.manager.is_empty() {
-        return Err(ApiError::bad_request(
+    if !opts.manager_explicit || opts.manager.is_empty() {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
         ));
     }

@@ -164,119 +164,68 @@ pub fn sort_versions(versions: &mut [String]) {
     versions.sort_by_key(|v| rank(v));
 }
 
-fn builtin(
-    group: &str,
-    version: &str,
-    plural: &str,
-    singular: &str,
-    kind: &str,
-    namespaced: bool,
-    short_names: &[&str],
-    status_subresource: bool,
-) -> ResourceDef {
+fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool) -> ResourceDef {
     ResourceDef {
         group: group.into(),
         plural: plural.into(),
-        singular: singular.into(),
+        singular: kind.to_lowercase(),
         kind: kind.into(),
         list_kind: format!("{kind}List"),
         namespaced,
-        short_names: short_names.iter().map(|s| s.to_string()).collect(),
+        short_names: Vec::new(),
         categories: Vec::new(),
         versions: vec![VersionDef {
             name: version.into(),
             schema: None,
         }],
         storage_version: version.into(),
-        status_subresource,
+        status_subresource: false,
         has_generation: false,
         custom: false,
+    }
+}
+
+impl ResourceDef {
+    fn short(mut self, names: &[&str]) -> Self {
+        self.short_names = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn with_status(mut self) -> Self {
+        self.status_subresource = true;
+        self
     }
 }
 
 /// The built-in kinds an operator and its tests use.
 pub fn builtin_registry() -> Registry {
     let mut r = Registry::default();
-    r.register(builtin(
-        "",
-        "v1",
-        "namespaces",
-        "namespace",
-        "Namespace",
-        false,
-        &["ns"],
-        true,
-    ));
-    r.register(builtin(
-        "",
-        "v1",
-        "configmaps",
-        "configmap",
-        "ConfigMap",
-        true,
-        &["cm"],
-        false,
-    ));
-    r.register(builtin(
-        "",
-        "v1",
-        "secrets",
-        "secret",
-        "Secret",
-        true,
-        &[],
-        false,
-    ));
-    r.register(builtin(
-        "",
-        "v1",
-        "serviceaccounts",
-        "serviceaccount",
-        "ServiceAccount",
-        true,
-        &["sa"],
-        false,
-    ));
-    r.register(builtin(
-        "",
-        "v1",
-        "events",
-        "event",
-        "Event",
-        true,
-        &["ev"],
-        false,
-    ));
-    r.register(builtin(
-        "events.k8s.io",
-        "v1",
-        "events",
-        "event",
-        "Event",
-        true,
-        &["ev"],
-        false,
-    ));
+    r.register(
+        builtin("", "v1", "namespaces", "Namespace", false)
+            .short(&["ns"])
+            .with_status(),
+    );
+    r.register(builtin("", "v1", "configmaps", "ConfigMap", true).short(&["cm"]));
+    r.register(builtin("", "v1", "secrets", "Secret", true));
+    r.register(builtin("", "v1", "serviceaccounts", "ServiceAccount", true).short(&["sa"]));
+    r.register(builtin("", "v1", "events", "Event", true).short(&["ev"]));
+    r.register(builtin("events.k8s.io", "v1", "events", "Event", true).short(&["ev"]));
     r.register(builtin(
         "coordination.k8s.io",
         "v1",
         "leases",
-        "lease",
         "Lease",
         true,
-        &[],
-        false,
     ));
     let mut crd = builtin(
         "apiextensions.k8s.io",
         "v1",
         "customresourcedefinitions",
-        "customresourcedefinition",
         "CustomResourceDefinition",
         false,
-        &["crd", "crds"],
-        true,
-    );
+    )
+    .short(&["crd", "crds"])
+    .with_status();
     crd.has_generation = true;
     r.register(crd);
     r

@@ -262,6 +262,7 @@ fn resource(
     };
     let opts = WriteOptions {
         manager: manager(q, headers),
+        manager_explicit: q.get("fieldManager").is_some_and(|m| !m.is_empty()),
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         force: flag(q, "force"),
     };

@@ -166,6 +166,29 @@ fn validate_object(
     }
 }
 
+/// ObjectMeta round-trips through a Go struct with `omitempty` fields in the real server:
+/// empty finalizers, owner references, labels and annotations are not stored.
+fn normalize_metadata(obj: &mut Value) {
+    let meta = object::metadata_mut(obj);
+    meta.retain(|_, v| !v.is_null());
+    for f in [
+        "finalizers",
+        "ownerReferences",
+        "labels",
+        "annotations",
+        "managedFields",
+    ] {
+        let empty = match meta.get(f) {
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(m)) => m.is_empty(),
+            _ => false,
+        };
+        if empty {
+            meta.remove(f);
+        }
+    }
+}
+
 fn write_managed_fields(obj: &mut Value, entries: &[Entry]) {
     let meta = object::metadata_mut(obj);
     if entries.is_empty() {
@@ -304,6 +327,7 @@ fn finish_create(
     if res.custom {
         prepare_custom(t, &mut obj);
     }
+    normalize_metadata(&mut obj);
 
     let shape = Shape::new(t.schema());
     let mut entries = match own {
@@ -430,6 +454,7 @@ fn finish_update(
     if res.custom {
         prepare_custom(t, &mut obj);
     }
+    normalize_metadata(&mut obj);
 
     if object::is_terminating(&old) {
         let before = object::finalizers(&old);

@@ -45,16 +45,34 @@ pub fn apply_patch(target: &Value, kind: PatchType, body: &[u8]) -> Result<Value
             json_patch::merge(&mut doc, &p);
         }
         PatchType::Json => {
-            let p: json_patch::Patch = serde_json::from_slice(body)
+            let ops: Vec<Value> = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
-            json_patch::patch(&mut doc, &p).map_err(|e| {
-                // The API server reports failed `test` operations and bad paths as 422.
-                ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                )
-            })?;
+            for op in ops {
+                // Like the API server's JSON patch library, `test` of `null` passes on a missing
+                // path: kube-runtime's finalizer helper relies on it to add the first finalizer.
+                if op.get("op").and_then(Value::as_str) == Some("test")
+                    && op.get("value").is_none_or(Value::is_null)
+                {
+                    let path = op.get("path").and_then(Value::as_str).unwrap_or("");
+                    if doc.pointer(path).is_none_or(Value::is_null) {
+                        continue;
+                    }
+                }
+                let p: json_patch::Patch =
+                    serde_json::from_value(Value::Array(vec![op])).map_err(|e| {
+                        ApiError::bad_request(format!("error decoding JSON patch: {e}"))
+                    })?;
+                json_patch::patch(&mut doc, &p).map_err(|e| {
+                    // The API server reports failed `test` operations and bad paths as 422.
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                    )
+                })?;
+            }
         }
         PatchType::Strategic => {
             let p = parse_json(body)?;
@@ -213,5 +231,12 @@ mod tests {
             .err(),
             Some(422)
         );
+        let out = apply_patch(
+            &out,
+            PatchType::Json,
+            br#"[{"op":"test","path":"/f","value":null},{"op":"add","path":"/f","value":["x"]}]"#,
+        )
+        .expect("test of null passes on a missing path");
+        assert_eq!(out["f"], json!(["x"]));
     }
 }

@@ -3,8 +3,10 @@
 mod common;
 
 mod binary;
+mod controller;
 mod crd;
 mod crud;
 mod lifecycle;
+mod project_crd;
 mod ssa;
 mod watch;

@@ -112,3 +112,57 @@ async fn project_crd_and_examples() {
     assert!(checked > 0);
     emu.shutdown().await;
 }
+
+/// The upstream Flux and ASO CRDs the e2e suite installs (`../shared/upstream`): they register
+/// (schemas and CEL rules compile) and the ASO sample object is accepted.
+#[tokio::test]
+async fn upstream_crds_register() {
+    let upstream = repo().join("../shared/upstream");
+    let files: Vec<PathBuf> = ["flux", "aso"]
+        .iter()
+        .flat_map(|d| examples(&upstream.join(d)))
+        .collect();
+    if files.is_empty() {
+        eprintln!("skipping: no upstream CRDs under {}", upstream.display());
+        return;
+    }
+    let (emu, client) = start().await;
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let mut samples = Vec::new();
+    for path in files {
+        let v = yaml(&path);
+        if v.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
+            samples.push((path, v));
+            continue;
+        }
+        let name = v["metadata"]["name"].as_str().expect("name").to_string();
+        crds.patch(&name, &PatchParams::apply("e2e"), &Patch::Apply(&v))
+            .await
+            .unwrap_or_else(|e| panic!("{} rejected: {e}", path.display()));
+    }
+    for (path, sample) in samples {
+        let api_version = sample["apiVersion"].as_str().expect("apiVersion");
+        let (group, version) = api_version.split_once('/').expect("group/version");
+        let kind = sample["kind"].as_str().expect("kind");
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let ns = sample["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default");
+        let nss: Api<Namespace> = Api::all(client.clone());
+        let _ = nss
+            .patch(ns, &PatchParams::apply("e2e"), &Patch::Apply(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})))
+            .await;
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        let name = sample["metadata"]["name"].as_str().expect("name");
+        api.patch(name, &PatchParams::apply("e2e"), &Patch::Apply(&sample))
+            .await
+            .unwrap_or_else(|e| panic!("{} rejected: {e}", path.display()));
+    }
+    emu.shutdown().await;
+}

@@ -1,0 +1,266 @@
+//! The cluster under test: a real one through `E2E_KUBECONFIG`, or the embedded emulator.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{
+    Api, Client, Config, ResourceExt,
+    api::{Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use kube_emulator::{Emulator, EmulatorConfig};
+use tempfile::TempDir;
+
+use crate::{
+    Result,
+    namespace::TestNamespace,
+    wait::{Check, poll_until},
+};
+
+/// Field manager the suite uses for its own writes (CRDs, fixtures).
+pub const FIELD_MANAGER: &str = "e2e";
+/// Environment variable pointing at the kubeconfig of a real cluster.
+pub const KUBECONFIG_ENV: &str = "E2E_KUBECONFIG";
+/// Lock serializing test processes that share one real cluster.
+const REAL_CLUSTER_LOCK: &str = "tenant-identity-e2e.lock";
+
+/// The repository root (`e2e/..`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `../shared` beside the repository: upstream CRDs and test vectors.
+pub fn shared_dir() -> PathBuf {
+    workspace_root().join("..").join("shared")
+}
+
+/// Every CRD the suite needs, ours first.
+pub fn crd_files() -> Result<Vec<PathBuf>> {
+    let root = workspace_root();
+    let ours = root.join("helm/tenant-identity-operator/crds");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&ours)
+        .with_context(|| format!("cannot list {}", ours.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("no CRD in {}", ours.display());
+    }
+    let shared = shared_dir().join("upstream");
+    for upstream in [
+        "flux/source.toolkit.fluxcd.io_gitrepositories.yaml",
+        "flux/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
+        "aso/managedidentity.azure.com_federatedidentitycredentials.yaml",
+        "aso/managedidentity.azure.com_userassignedidentities.yaml",
+    ] {
+        files.push(shared.join(upstream));
+    }
+    Ok(files)
+}
+
+/// A cluster the tests run against.
+pub struct Cluster {
+    client: Client,
+    kubeconfig: PathBuf,
+    emulator: Option<Emulator>,
+    // Keeps the kubeconfig file alive.
+    _dir: Option<TempDir>,
+    // Held while a test uses a real cluster.
+    _lock: Option<File>,
+}
+
+impl Cluster {
+    /// Connect (E2E_KUBECONFIG or a fresh emulator) and install every CRD the suite needs.
+    pub async fn connect() -> Result<Self> {
+        let cluster = match std::env::var_os(KUBECONFIG_ENV).filter(|v| !v.is_empty()) {
+            Some(path) => Self::real(PathBuf::from(path)).await?,
+            None => Self::emulated().await?,
+        };
+        install_crds(&cluster.client).await?;
+        Ok(cluster)
+    }
+
+    async fn real(kubeconfig: PathBuf) -> Result<Self> {
+        let lock_path = std::env::temp_dir().join(REAL_CLUSTER_LOCK);
+        let lock = tokio::task::spawn_blocking(move || -> Result<File> {
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .with_context(|| format!("cannot open {}", lock_path.display()))?;
+            file.lock()
+                .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+            Ok(file)
+        })
+        .await
+        .context("lock task panicked")??;
+        let client = client_from_kubeconfig(&kubeconfig).await?;
+        Ok(Self {
+            client,
+            kubeconfig,
+            emulator: None,
+            _dir: None,
+            _lock: Some(lock),
+        })
+    }
+
+    async fn emulated() -> Result<Self> {
+        let emulator = Emulator::start(EmulatorConfig::default())
+            .await
+            .context("cannot start the API emulator")?;
+        let dir = tempfile::Builder::new()
+            .prefix("tenant-identity-e2e-")
+            .tempdir()
+            .context("cannot create a temp dir")?;
+        let kubeconfig = dir.path().join("kubeconfig");
+        emulator
+            .write_kubeconfig(&kubeconfig)
+            .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
+        let client = client_from_kubeconfig(&kubeconfig).await?;
+        Ok(Self {
+            client,
+            kubeconfig,
+            emulator: Some(emulator),
+            _dir: Some(dir),
+            _lock: None,
+        })
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// True when the tests run against the embedded emulator (for logs only: assertions never
+    /// depend on it).
+    pub fn is_emulated(&self) -> bool {
+        self.emulator.is_some()
+    }
+
+    /// A fresh namespace `e2e-<test>-<random>`, deleted by [`TestNamespace::cleanup`].
+    pub async fn namespace(&self, test: &str) -> Result<TestNamespace> {
+        TestNamespace::create(self, test).await
+    }
+
+    /// The OIDC issuer the API server publishes in `/.well-known/openid-configuration`.
+    pub async fn discovered_issuer(&self) -> Result<String> {
+        discovered_issuer(&self.client).await
+    }
+
+    /// Stop the emulator (if any).
+    pub async fn shutdown(mut self) {
+        if let Some(emulator) = self.emulator.take() {
+            emulator.shutdown().await;
+        }
+    }
+}
+
+pub async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(path)
+        .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
+    Client::try_from(config).context("cannot build a Kubernetes client")
+}
+
+pub async fn discovered_issuer(client: &Client) -> Result<String> {
+    let request = http::Request::get("/.well-known/openid-configuration")
+        .body(Vec::new())
+        .context("cannot build the discovery request")?;
+    let doc: serde_json::Value = client
+        .request(request)
+        .await
+        .context("GET /.well-known/openid-configuration")?;
+    doc.get("issuer")
+        .and_then(|i| i.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("discovery document has no issuer: {doc}"))
+}
+
+/// Server-side apply every CRD file and wait until each is `Established=True`.
+///
+/// A CRD that already exists and was not installed by this suite (a real cluster running Flux
+/// or ASO) is left as the cluster has it.
+pub async fn install_crds(client: &Client) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    let ours_dir = workspace_root().join("helm");
+    for file in crd_files()? {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let is_ours = file.starts_with(&ours_dir);
+        for doc in crate::manifests::documents(&text)
+            .with_context(|| format!("cannot parse {}", file.display()))?
+        {
+            let mut crd: CustomResourceDefinition = serde_json::from_value(doc)
+                .with_context(|| format!("{} is not a CRD", file.display()))?;
+            let name = crd.name_any();
+            if !is_ours
+                && let Some(existing) = api.get_opt(&name).await?
+                && !existing
+                    .managed_fields()
+                    .iter()
+                    .any(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+            {
+                names.push(name);
+                continue;
+            }
+            crd.metadata.managed_fields = None;
+            crd.metadata.resource_version = None;
+            crd.status = None;
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .with_context(|| format!("cannot apply CRD {name} from {}", file.display()))?;
+            names.push(name);
+        }
+    }
+    for name in names {
+        let api = api.clone();
+        poll_until(
+            &format!("CRD {name} Established=True"),
+            Duration::from_secs(30),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await?;
+                    let conditions = crd
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.clone())
+                        .unwrap_or_default();
+                    Ok(
+                        if conditions
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                        {
+                            Check::Done(())
+                        } else {
+                            Check::NotYet(format!("conditions: {conditions:?}"))
+                        },
+                    )
+                }
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! The real `tenant-identity-operator run` binary as a child process.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::PathBuf,
+    process::{ExitStatus, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use crate::{
+    Result,
+    cluster::{Cluster, workspace_root},
+    wait::{Check, poll_until},
+};
+
+/// Binary name inside the target directory.
+const BINARY: &str = "tenant-identity-operator";
+/// Environment override for the binary's path.
+pub const BINARY_ENV: &str = "E2E_OPERATOR_BIN";
+
+/// Where the operator binary is: `E2E_OPERATOR_BIN`, else `$CARGO_TARGET_DIR/debug`, else
+/// `<workspace>/target/debug` (`make e2e` builds `--bins` before the tests).
+pub fn binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(BINARY_ENV).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| {
+            if t.is_relative() {
+                workspace_root().join(t)
+            } else {
+                t
+            }
+        })
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = target.join("debug").join(BINARY);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        bail!(
+            "operator binary not found at {}: run `cargo build -p tenant-identity-operator --bins` first (or set {BINARY_ENV})",
+            path.display()
+        )
+    }
+}
+
+fn free_port() -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    listener.local_addr().context("cannot read the port")
+}
+
+/// A running operator process.
+pub struct Operator {
+    name: String,
+    child: Option<Child>,
+    metrics_addr: SocketAddr,
+    log: PathBuf,
+    http: reqwest::Client,
+    _dir: TempDir,
+}
+
+impl Operator {
+    /// Start `tenant-identity-operator run` against `cluster` and wait until `/readyz` is 200.
+    pub async fn start(cluster: &Cluster, extra_args: &[&str]) -> Result<Self> {
+        Self::start_named(cluster, "operator", extra_args).await
+    }
+
+    /// Like [`Operator::start`]; `name` labels the log output (e.g. the replica identity).
+    pub async fn start_named(cluster: &Cluster, name: &str, extra_args: &[&str]) -> Result<Self> {
+        let binary = binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("tenant-identity-operator-")
+            .tempdir()
+            .context("cannot create a temp dir")?;
+        let log = dir.path().join(format!("{name}.log"));
+        let out = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let err = out.try_clone().context("cannot share the log file")?;
+        let metrics_addr = free_port()?;
+        let mut command = Command::new(&binary);
+        command
+            .arg("run")
+            .arg("--metrics-bind-address")
+            .arg(metrics_addr.to_string())
+            .arg("--log-format")
+            .arg("text")
+            .args(extra_args)
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            // Settings from the developer's shell must not leak into the process under test.
+            .env_remove("OIDC_ISSUER_URL")
+            .env_remove("AZURE_TENANT_ID")
+            .env_remove("REQUIRE_NAMESPACE_GRANT")
+            .env_remove("LEADER_ELECT")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_NAME")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .context("cannot build an HTTP client")?;
+        let mut operator = Self {
+            name: name.to_string(),
+            child: Some(child),
+            metrics_addr,
+            log,
+            http,
+            _dir: dir,
+        };
+        operator.wait_ready().await?;
+        Ok(operator)
+    }
+
+    pub fn metrics_address(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// Everything the process wrote so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log.display()))
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Wait until `/readyz` answers 200 (fails at once if the process exits).
+    pub async fn wait_ready(&mut self) -> Result<()> {
+        let url = format!("http://{}/readyz", self.metrics_addr);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.exited() {
+                bail!(
+                    "operator {} exited ({status}) before becoming ready; logs:\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            if let Ok(r) = self.http.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "operator {} not ready after 30s; logs:\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> Result<String> {
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if !response.status().is_success() {
+            bail!("GET {url}: {}", response.status());
+        }
+        response.text().await.with_context(|| format!("GET {url}"))
+    }
+
+    /// Sum of every sample of `metric` whose labels include all of `labels`.
+    pub async fn metric_sum(&self, metric: &str, labels: &[(&str, &str)]) -> Result<f64> {
+        Ok(sum_samples(&self.metrics().await?, metric, labels))
+    }
+
+    /// `tenant_identity_reconcile_total{result="success"}`.
+    pub async fn successful_reconciles(&self) -> Result<f64> {
+        self.metric_sum("tenant_identity_reconcile_total", &[("result", "success")])
+            .await
+    }
+
+    /// Wait until `tenant_identity_reconcile_total{result="success"}` exceeds `than`.
+    pub async fn wait_reconciles_above(&self, than: f64, timeout: Duration) -> Result<f64> {
+        poll_until(
+            &format!(
+                "operator {} to count more than {than} successful reconciles",
+                self.name
+            ),
+            timeout,
+            || async {
+                let n = self.successful_reconciles().await?;
+                Ok(if n > than {
+                    Check::Done(n)
+                } else {
+                    Check::NotYet(format!("{n}"))
+                })
+            },
+        )
+        .await
+    }
+
+    /// SIGKILL: no cleanup, no lease release (a crash).
+    pub async fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.context("cannot kill the operator")?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for the process to exit (graceful shutdown).
+    pub async fn stop(&mut self) -> Result<ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| anyhow!("operator {} is not running", self.name))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("operator {} already exited", self.name))?;
+        let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        if rc != 0 {
+            bail!(
+                "cannot send SIGTERM to operator {}: {}",
+                self.name,
+                std::io::Error::last_os_error()
+            );
+        }
+        match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
+            Ok(status) => status.context("cannot wait for the operator"),
+            Err(_) => {
+                let _ = child.kill().await;
+                bail!(
+                    "operator {} did not exit within 30s of SIGTERM; logs:\n{}",
+                    self.name,
+                    self.logs()
+                )
+            }
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- operator {} logs ({}) -----\n{}\n----- end of operator {} logs -----",
+                self.name,
+                self.log.display(),
+                self.logs(),
+                self.name
+            );
+        }
+    }
+}
+
+/// Sum of the samples of `metric` (exact name) in a Prometheus text exposition whose labels
+/// include every pair in `labels`.
+pub fn sum_samples(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (name, label_text) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if name != metric {
+                return None;
+            }
+            let matches = labels
+                .iter()
+                .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")));
+            if !matches {
+                return None;
+            }
+            value.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// Every metric name that has a sample in a Prometheus text exposition.
+pub fn sample_names(exposition: &str) -> std::collections::BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            l.split(['{', ' '])
+                .next()
+                .map(str::to_string)
+                .filter(|n| !n.is_empty())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# HELP x_total X.\n# TYPE x_total counter\nx_total{result=\"success\"} 3\nx_total{result=\"error\"} 1\ny 2.5\n";
+
+    #[test]
+    fn sums_matching_samples() {
+        assert_eq!(sum_samples(TEXT, "x_total", &[]), 4.0);
+        assert_eq!(sum_samples(TEXT, "x_total", &[("result", "success")]), 3.0);
+        assert_eq!(sum_samples(TEXT, "y", &[]), 2.5);
+        assert_eq!(sum_samples(TEXT, "z", &[]), 0.0);
+        assert!(sample_names(TEXT).contains("x_total"));
+    }
+}

@@ -79,3 +79,31 @@ pub const VERBS: &[&str] = &[
     "update",
     "watch",
 ];
+
+/// Update rules of built-in kinds: ConfigMaps and Secrets marked `immutable` keep their data.
+pub fn validate_update(res: &ResourceDef, old: &Value, new: &Value) -> Vec<crate::error::Cause> {
+    let mut causes = Vec::new();
+    if !(res.group.is_empty() && matches!(res.plural.as_str(), "configmaps" | "secrets")) {
+        return causes;
+    }
+    if old.get("immutable") != Some(&Value::Bool(true)) {
+        return causes;
+    }
+    for field in ["data", "binaryData"] {
+        if old.get(field) != new.get(field) {
+            causes.push(crate::error::Cause {
+                reason: "FieldValueForbidden".into(),
+                message: "Forbidden: field is immutable when `immutable` is set".into(),
+                field: field.into(),
+            });
+        }
+    }
+    if new.get("immutable") != Some(&Value::Bool(true)) {
+        causes.push(crate::error::Cause {
+            reason: "FieldValueForbidden".into(),
+            message: "Forbidden: field is immutable when `immutable` is set".into(),
+            field: "immutable".into(),
+        });
+    }
+    causes
+}

@@ -71,6 +71,8 @@ pub struct WriteOptions {
     pub manager_explicit: bool,
     pub dry_run: bool,
     pub force: bool,
+    /// `fieldValidation=Strict`: unknown fields of custom resources are an error, not pruned.
+    pub strict: bool,
 }
 
 enum Ownership {
@@ -133,11 +135,26 @@ fn invalid(t: &Target, name: &str, causes: Vec<Cause>) -> ApiError {
 }
 
 /// Structural pruning and defaulting of custom resources.
-fn prepare_custom(t: &Target, obj: &mut Value) {
+fn prepare_custom(t: &Target, obj: &mut Value, strict: bool) -> Result<(), ApiError> {
     if let Some(schema) = t.schema() {
+        if strict {
+            let mut unknown = Vec::new();
+            validation::unknown_fields(schema, obj, true, "", &mut unknown);
+            if !unknown.is_empty() {
+                let list: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )));
+            }
+        }
         validation::prune(schema, obj, true);
         *obj = validation::apply_defaults(schema, obj);
     }
+    Ok(())
 }
 
 /// Validates an object; for a CRD also returns the resource it defines.
@@ -147,6 +164,9 @@ fn validate_object(
     old: Option<&Value>,
 ) -> Result<Option<ResourceDef>, ApiError> {
     let mut causes = validation::validate_metadata(obj, t.res.is_namespace());
+    if let Some(old) = old {
+        causes.extend(builtin::validate_update(&t.res, old, obj));
+    }
     if t.res.custom
         && let Some(schema) = t.res.schema(&t.version)
     {
@@ -325,7 +345,7 @@ fn finish_create(
     }
     builtin::on_write(&res, None, &mut obj);
     if res.custom {
-        prepare_custom(t, &mut obj);
+        prepare_custom(t, &mut obj, opts.strict)?;
     }
     normalize_metadata(&mut obj);
 
@@ -452,7 +472,7 @@ fn finish_update(
     }
     builtin::on_write(&res, Some(&old), &mut obj);
     if res.custom {
-        prepare_custom(t, &mut obj);
+        prepare_custom(t, &mut obj, opts.strict)?;
     }
     normalize_metadata(&mut obj);
 

@@ -265,6 +265,7 @@ fn resource(
         manager_explicit: q.get("fieldManager").is_some_and(|m| !m.is_empty()),
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         force: flag(q, "force"),
+        strict: q.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let is_watch = flag(q, "watch");
 

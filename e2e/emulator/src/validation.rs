@@ -190,6 +190,46 @@ pub fn prune(schema: &Value, v: &mut Value, root: bool) {
     }
 }
 
+/// Paths of the fields [`prune`] would remove as unknown (for `fieldValidation=Strict`).
+pub fn unknown_fields(schema: &Value, v: &Value, root: bool, path: &str, out: &mut Vec<String>) {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            let preserve = is_true(schema, "x-kubernetes-preserve-unknown-fields");
+            let embedded = root || is_true(schema, "x-kubernetes-embedded-resource");
+            for (k, child) in map {
+                if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                match props
+                    .and_then(|p| p.get(k))
+                    .or_else(|| additional.filter(|a| a.is_object()))
+                {
+                    Some(cs) => unknown_fields(cs, child, false, &join(k), out),
+                    None if preserve || additional == Some(&Value::Bool(true)) => {}
+                    None => out.push(join(k)),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(is) = schema.get("items") {
+                for (i, it) in items.iter().enumerate() {
+                    unknown_fields(is, it, false, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Structural defaulting: `default` of absent fields, recursively.
 pub fn apply_defaults(schema: &Value, v: &Value) -> Value {
     kube_cel::apply_defaults(schema, v)

@@ -47,6 +47,23 @@ async fn validation_defaulting_and_pruning() {
         dynamic.data
     );
 
+    // With fieldValidation=Strict unknown fields are an error instead.
+    let e = api_error(
+        widgets
+            .patch(
+                "strict",
+                &PatchParams::apply("test").validation_strict(),
+                &Patch::Apply(widget(
+                    "strict",
+                    json!({"clientId": GUID, "unknownField": true}),
+                )),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 400, "{}", e.message);
+    assert!(e.message.contains("spec.unknownField"), "{}", e.message);
+
     // Pattern violation names the field.
     let e = api_error(
         widgets

@@ -316,3 +316,35 @@ async fn reqwest_get(url: &str) -> serde_json::Value {
     let body = buf.split_once("\r\n\r\n").expect("body").1;
     serde_json::from_str(body).expect("json body")
 }
+
+#[tokio::test]
+async fn immutable_configmap() {
+    let (emu, client) = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let frozen: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "frozen"}, "data": {"k": "v"}, "immutable": true}),
+    )
+    .expect("cm");
+    cms.create(&PostParams::default(), &frozen)
+        .await
+        .expect("create");
+    let e = api_error(
+        cms.patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "w"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.code, 422, "{}", e.message);
+    // Metadata may still change.
+    cms.patch(
+        "frozen",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+    )
+    .await
+    .expect("labels ok");
+    emu.shutdown().await;
+}

@@ -225,3 +225,33 @@ pub fn controlled_by(meta: &kube::api::ObjectMeta, ti: &TenantIdentity) -> bool 
             && Some(&o.uid) == ti.metadata.uid.as_ref()
     })
 }
+
+/// Azure DevOps URL used by git scenarios.
+pub const GIT_URL: &str = "https://dev.azure.com/contoso/platform/_git/tenants";
+
+/// Spec of a Shared-mode TenantIdentity of vcluster `vcluster` with the ASO backend.
+pub fn shared_spec(client_id: &str, vcluster: &str) -> Value {
+    serde_json::json!({
+        "virtualCluster": {"name": vcluster},
+        "azure": {
+            "clientId": client_id,
+            "tenantId": TENANT_ID,
+            "identity": {"azureServiceOperator": {"name": format!("{vcluster}-identity")}},
+        },
+    })
+}
+
+/// `spec` plus an ObjectLevel git source (and a deploy Kustomization when `deploy`).
+pub fn with_git(mut spec: Value, deploy: bool) -> Value {
+    let mut git = serde_json::json!({
+        "url": GIT_URL,
+        "ref": {"branch": "main"},
+        "interval": "5m",
+        "auth": "ObjectLevel",
+    });
+    if deploy {
+        git["deploy"] = serde_json::json!({"path": "./clusters/tenant", "prune": true});
+    }
+    spec["git"] = git;
+    spec
+}

@@ -224,3 +224,64 @@ pub async fn everything_ready(client: &Client, ns: &str, tenant: &str) -> Result
     }
     Ok(())
 }
+
+fn reports_ready(obj: &DynamicObject) -> bool {
+    let generation = obj.metadata.generation.unwrap_or(1);
+    obj.data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+                    && c.get("observedGeneration").and_then(Value::as_i64) == Some(generation)
+            })
+        })
+}
+
+/// Play ASO and Flux until `tenant` is Ready: every credential and GitRepository that does not
+/// report Ready for its current generation is marked Ready, repeatedly (children may appear or be
+/// recreated meanwhile), until the TenantIdentity is Ready for its generation.
+pub async fn converge(
+    client: &Client,
+    ns: &str,
+    tenant: &str,
+    timeout: std::time::Duration,
+) -> Result<tenant_identity_crd::TenantIdentity> {
+    let selector = format!("{TENANT_LABEL}={tenant}");
+    crate::wait::poll_until(
+        &format!("TenantIdentity {ns}/{tenant} Ready (ASO and Flux simulated)"),
+        timeout,
+        || {
+            let selector = selector.clone();
+            async move {
+                let ti = objects::tenants(client, ns).get(tenant).await?;
+                if objects::is_ready(&ti) {
+                    return Ok(crate::wait::Check::Done(ti));
+                }
+                for resource in [objects::federated_credential(), objects::git_repository()] {
+                    let api = objects::dynamic(client, ns, &resource);
+                    for obj in api
+                        .list(&ListParams::default().labels(&selector))
+                        .await?
+                        .items
+                    {
+                        if reports_ready(&obj) {
+                            continue;
+                        }
+                        if resource.kind == "GitRepository" {
+                            flux_git_ready(client, ns, &obj.name_any()).await?;
+                        } else {
+                            aso_credential_ready(client, &obj).await?;
+                        }
+                    }
+                }
+                let ready = objects::condition(&ti, "Ready")
+                    .map(|c| format!("Ready={} {}: {}", c.status, c.reason, c.message))
+                    .unwrap_or_else(|| "no Ready condition".into());
+                Ok(crate::wait::Check::NotYet(ready))
+            }
+        },
+    )
+    .await
+}

@@ -130,3 +130,63 @@ pub fn jwks() -> Value {
         }]
     })
 }
+
+fn aggregated_group(reg: &Registry, group: &str, versions: &[String]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let resources: Vec<Value> = reg
+                .in_group_version(group, v)
+                .iter()
+                .map(|d| {
+                    let kind = json!({"group": group, "version": v, "kind": d.kind});
+                    let mut r = json!({
+                        "resource": d.plural,
+                        "responseKind": kind,
+                        "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": d.singular,
+                        "verbs": VERBS,
+                    });
+                    if !d.short_names.is_empty() {
+                        r["shortNames"] = json!(d.short_names);
+                    }
+                    if !d.categories.is_empty() {
+                        r["categories"] = json!(d.categories);
+                    }
+                    if d.status_subresource {
+                        r["subresources"] = json!([{
+                            "subresource": "status",
+                            "responseKind": kind,
+                            "verbs": ["get", "patch", "update"],
+                        }]);
+                    }
+                    r
+                })
+                .collect();
+            json!({"version": v, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
+    json!({"metadata": {"name": group}, "versions": versions})
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io/v2`) of `/api` (`core`) or `/apis`.
+pub fn aggregated(reg: &Registry, core: bool) -> Value {
+    let items: Vec<Value> = if core {
+        vec![aggregated_group(reg, "", &["v1".to_string()])]
+    } else {
+        reg.groups()
+            .iter()
+            .map(|(name, versions)| aggregated_group(reg, name, versions))
+            .collect()
+    };
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}
+
+/// The `Content-Type` of aggregated discovery responses.
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";

@@ -115,6 +115,15 @@ fn dispatch(
             discovery_only(ok(&discovery::openid_configuration(&st.issuer, &st.url)))
         }
         ["openid", "v1", "jwks"] => discovery_only(ok(&discovery::jwks())),
+        ["api" | "apis"] if accepts(headers, "as=APIGroupDiscoveryList") => {
+            let doc = discovery::aggregated(&st.lock().registry, segs[0] == "api");
+            discovery_only(Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, discovery::AGGREGATED_CONTENT_TYPE)],
+                doc.to_string(),
+            )
+                .into_response()))
+        }
         ["api"] => {
             let server = st.url.trim_start_matches("http://").to_string();
             discovery_only(ok(&discovery::core_versions(&server)))
@@ -146,6 +155,38 @@ fn dispatch(
         }
         _ => Err(ApiError::not_found_path(uri.path())),
     }
+}
+
+fn accepts(headers: &HeaderMap, what: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(what))
+}
+
+/// `PartialObjectMetadata` rendering, asked for with
+/// `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`.
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+fn partial_metadata_list(list: &Value) -> Value {
+    let items: Vec<Value> = list
+        .get("items")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(partial_metadata).collect())
+        .unwrap_or_default();
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadataList",
+        "metadata": list.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "items": items,
+    })
 }
 
 fn selectors(q: &Query) -> Result<Selectors, ApiError> {
@@ -268,6 +309,7 @@ fn resource(
         strict: q.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let is_watch = flag(q, "watch");
+    let metadata_only = accepts(headers, "as=PartialObjectMetadata");
 
     match (method.clone(), name.is_some()) {
         (Method::GET, _) if is_watch => {
@@ -284,6 +326,7 @@ fn resource(
                     .map(Duration::from_secs),
                 send_initial_events: flag(q, "sendInitialEvents"),
                 selectors: sel,
+                metadata_only,
             };
             let t = Target {
                 name: None,
@@ -298,9 +341,21 @@ fn resource(
                 limit: q.get("limit").and_then(|l| l.parse().ok()),
                 continue_token: q.get("continue").filter(|c| !c.is_empty()).cloned(),
             };
-            ok(&ops::list(&st.lock(), &t, &lo)?)
+            let list = ops::list(&st.lock(), &t, &lo)?;
+            ok(&if metadata_only {
+                partial_metadata_list(&list)
+            } else {
+                list
+            })
         }
-        (Method::GET, true) => ok(&ops::get(&st.lock(), &t)?),
+        (Method::GET, true) => {
+            let obj = ops::get(&st.lock(), &t)?;
+            ok(&if metadata_only {
+                partial_metadata(&obj)
+            } else {
+                obj
+            })
+        }
         (Method::POST, false) => {
             let obj = parse_body(body)?;
             let created = ops::create(&mut st.lock(), &t, obj, &opts)?;

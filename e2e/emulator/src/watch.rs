@@ -32,6 +32,8 @@ pub struct WatchParams {
     pub timeout: Option<Duration>,
     pub send_initial_events: bool,
     pub selectors: Selectors,
+    /// Objects rendered as `PartialObjectMetadata`.
+    pub metadata_only: bool,
 }
 
 fn line(etype: &str, object: Value) -> Bytes {
@@ -53,7 +55,16 @@ fn bookmark(t: &Target, rv: u64, initial_end: bool) -> Bytes {
 
 /// The event a watch of `t` with `selectors` sees for a store event, if any. A change that
 /// moves an object into or out of the selection is seen as ADDED or DELETED.
-fn transform(ev: &StoreEvent, t: &Target, selectors: &Selectors) -> Option<Bytes> {
+fn render(t: &Target, obj: Value, metadata_only: bool) -> Value {
+    if metadata_only {
+        crate::routes::partial_metadata(&obj)
+    } else {
+        t.res.convert(obj, &t.version)
+    }
+}
+
+fn transform(ev: &StoreEvent, t: &Target, p: &WatchParams) -> Option<Bytes> {
+    let selectors = &p.selectors;
     if ev.key != t.res.key() {
         return None;
     }
@@ -77,7 +88,10 @@ fn transform(ev: &StoreEvent, t: &Target, selectors: &Selectors) -> Option<Bytes
             }
         }
     }?;
-    Some(line(etype, t.res.convert((*ev.object).clone(), &t.version)))
+    Some(line(
+        etype,
+        render(t, (*ev.object).clone(), p.metadata_only),
+    ))
 }
 
 fn expired(requested: u64, floor: u64) -> Bytes {
@@ -105,7 +119,7 @@ pub fn serve(state: Arc<AppState>, t: Target, p: WatchParams) -> Response {
         let mut ended = false;
         if p.send_initial_events || requested.is_empty() || requested == "0" {
             for obj in ops::select(&store, &t, &p.selectors) {
-                initial.push(line("ADDED", t.res.convert(obj.clone(), &t.version)));
+                initial.push(line("ADDED", render(&t, obj.clone(), p.metadata_only)));
             }
             if p.send_initial_events {
                 initial.push(bookmark(&t, current, true));
@@ -124,8 +138,7 @@ pub fn serve(state: Arc<AppState>, t: Target, p: WatchParams) -> Response {
                 }
                 Ok(r) => match store.history_since(r) {
                     Ok(events) => {
-                        initial
-                            .extend(events.iter().filter_map(|e| transform(e, &t, &p.selectors)));
+                        initial.extend(events.iter().filter_map(|e| transform(e, &t, &p)));
                     }
                     Err(floor) => {
                         initial.push(expired(r, floor));
@@ -161,7 +174,7 @@ pub fn serve(state: Arc<AppState>, t: Target, p: WatchParams) -> Response {
                             continue;
                         }
                         last_rv = ev.rv;
-                        if let Some(l) = transform(&ev, &t, &p.selectors)
+                        if let Some(l) = transform(&ev, &t, &p)
                             && tx.send(l).await.is_err()
                         {
                             return;
@@ -182,7 +195,7 @@ pub fn serve(state: Arc<AppState>, t: Target, p: WatchParams) -> Response {
                                     continue;
                                 }
                                 last_rv = ev.rv;
-                                if let Some(l) = transform(&ev, &t, &p.selectors)
+                                if let Some(l) = transform(&ev, &t, &p)
                                     && tx.send(l).await.is_err()
                                 {
                                     return;

@@ -276,6 +276,34 @@ async fn discovery_and_version() {
             .groups()
             .any(|g| g.name() == "coordination.k8s.io")
     );
+    let aggregated = Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .expect("aggregated discovery");
+    let (ar, caps) = aggregated
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .find(|(ar, _)| ar.kind == "Widget")
+        .expect("Widget in aggregated discovery");
+    assert_eq!(ar.plural, "widgets");
+    assert!(caps.subresources.iter().any(|(s, _)| s.plural == "status"));
+    assert!(
+        aggregated.groups().any(|g| g.name().is_empty()),
+        "core group"
+    );
+
+    // Metadata-only reads.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &cm("meta", json!({"app": "m"})))
+        .await
+        .expect("create");
+    let metas = cms
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list_metadata");
+    assert_eq!(metas.items[0].metadata.name.as_deref(), Some("meta"));
+    let one = cms.get_metadata("meta").await.expect("get_metadata");
+    assert_eq!(one.labels().get("app").map(String::as_str), Some("m"));
     let nss: Api<Namespace> = Api::all(client.clone());
     let names: Vec<String> = nss
         .list(&ListParams::default())

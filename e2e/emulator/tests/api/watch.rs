@@ -106,6 +106,35 @@ async fn watcher_sees_changes_and_survives_compaction() {
 }
 
 #[tokio::test]
+async fn metadata_watcher() {
+    let (emu, client) = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let metas: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(client.clone(), "default");
+    let mut stream = watcher::watcher(metas, watcher::Config::default()).boxed();
+    cms.create(&PostParams::default(), &cm("m"))
+        .await
+        .expect("create");
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("event in time")
+            .expect("open")
+            .expect("ok");
+        if let Event::Apply(m) | Event::InitApply(m) = ev
+            && m.name_any() == "m"
+        {
+            assert_eq!(
+                m.types.map(|t| t.kind).as_deref(),
+                Some("PartialObjectMetadata")
+            );
+            break;
+        }
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test]
 async fn raw_watch_semantics() {
     let (emu, client) = start().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");

@@ -355,7 +355,9 @@ fn finish_create(
             let mut e = Vec::new();
             managed::update(
                 &mut e,
-                &json!({}),
+                // The "before" of a create has (empty) metadata, as a typed object would: only
+                // the maps the writer adds inside it are owned as a whole.
+                &json!({"metadata": {}}),
                 &managed::managed_view(&obj),
                 shape,
                 &t.manager(opts, "Update"),

@@ -105,6 +105,7 @@ impl Emulator {
             issuer: config.issuer,
             url: format!("http://{addr}"),
             stop_watches,
+            closing: std::sync::atomic::AtomicBool::new(false),
         });
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let app = routes::router(state.clone());
@@ -189,6 +190,9 @@ preferences: {{}}
     /// Stops the server: open watches end, in-flight requests finish.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.state
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.state.stop_watches.send_modify(|g| *g += 1);
         let mut server = self.server;
         if tokio::time::timeout(Duration::from_secs(5), &mut server)

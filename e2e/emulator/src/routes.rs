@@ -28,6 +28,8 @@ pub struct AppState {
     pub url: String,
     /// Bumped to end every open watch (shutdown, or a simulated etcd compaction).
     pub stop_watches: tokio::sync::watch::Sender<u64>,
+    /// Set once shutdown starts: watches opened from then on end right after their snapshot.
+    pub closing: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {

@@ -152,6 +152,7 @@ pub fn serve(state: Arc<AppState>, t: Target, p: WatchParams) -> Response {
 
     let (tx, body_rx) = mpsc::channel::<Bytes>(256);
     let mut stop = state.stop_watches.subscribe();
+    let ended = ended || state.closing.load(Ordering::SeqCst);
     tokio::spawn(async move {
         for l in initial {
             if tx.send(l).await.is_err() {

@@ -6,7 +6,9 @@
 //! e2e-ctl apply FILE...                server-side apply every document (manager kubectl)
 //! e2e-ctl host-sa NAMESPACE VCLUSTER   create vc-workload-<vcluster> as the vcluster Helm release would
 //! e2e-ctl simulate-ready NAMESPACE TI  mark credentials / GitRepository Ready as ASO / Flux would
+//! e2e-ctl converge SECONDS NAMESPACE/TI...     play ASO and Flux until each TenantIdentity is Ready
 //! e2e-ctl wait-ready SECONDS NAMESPACE/TI...   wait until each TenantIdentity is Ready
+//! e2e-ctl wait-url SECONDS URL                 wait until URL answers 2xx
 //! e2e-ctl show                         print TenantIdentities, conditions, subjects, children
 //! ```
 
@@ -26,7 +28,7 @@ use tenant_identity_e2e::{
     wait::{Check, poll_until},
 };
 
-const USAGE: &str = "usage: e2e-ctl install-crds | create-namespace NAME... | apply FILE... | host-sa NAMESPACE VCLUSTER | simulate-ready NAMESPACE TENANT | wait-ready SECONDS NAMESPACE/TENANT... | show";
+const USAGE: &str = "usage: e2e-ctl install-crds | create-namespace NAME... | apply FILE... | host-sa NAMESPACE VCLUSTER | simulate-ready NAMESPACE TENANT | converge SECONDS NAMESPACE/TENANT... | wait-ready SECONDS NAMESPACE/TENANT... | wait-url SECONDS URL | show";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -53,6 +55,9 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
     let Some((command, rest)) = args.split_first() else {
         bail!("{USAGE}");
     };
+    if command == "wait-url" {
+        return wait_url(rest).await;
+    }
     let client = client().await?;
     match command.as_str() {
         "install-crds" => cluster::install_crds(&client).await,
@@ -78,6 +83,7 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
             _ => bail!("{USAGE}"),
         },
         "wait-ready" => wait_ready(&client, rest).await,
+        "converge" => converge(&client, rest).await,
         "show" => show(&client).await,
         _ => bail!("{USAGE}"),
     }
@@ -261,4 +267,51 @@ async fn show(client: &Client) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn targets(rest: &[String]) -> anyhow::Result<(Duration, Vec<(String, String)>)> {
+    let Some((seconds, targets)) = rest.split_first() else {
+        bail!("{USAGE}");
+    };
+    let timeout = Duration::from_secs(seconds.parse().context("SECONDS")?);
+    let targets = targets
+        .iter()
+        .map(|t| {
+            t.split_once('/')
+                .map(|(ns, name)| (ns.to_string(), name.to_string()))
+                .ok_or_else(|| anyhow!("expected NAMESPACE/TENANT, got {t}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((timeout, targets))
+}
+
+async fn converge(client: &Client, rest: &[String]) -> anyhow::Result<()> {
+    let (timeout, targets) = targets(rest)?;
+    for (ns, name) in targets {
+        let ti = simulate::converge(client, &ns, &name, timeout).await?;
+        let subjects = ti.status.map(|s| s.subjects.len()).unwrap_or_default();
+        println!(
+            "tenantidentity/{name} ({ns}) is Ready: {subjects} credential(s) marked Ready as ASO would, GitRepository as Flux would"
+        );
+    }
+    Ok(())
+}
+
+async fn wait_url(rest: &[String]) -> anyhow::Result<()> {
+    let [seconds, url] = rest else {
+        bail!("{USAGE}");
+    };
+    let timeout = Duration::from_secs(seconds.parse().context("SECONDS")?);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    poll_until(&format!("{url} to answer 2xx"), timeout, || async {
+        let r = http.get(url).send().await?;
+        Ok(if r.status().is_success() {
+            Check::Done(())
+        } else {
+            Check::NotYet(r.status().to_string())
+        })
+    })
+    .await
 }

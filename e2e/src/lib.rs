@@ -8,6 +8,17 @@
 //!
 //! Assertions are written against Kubernetes semantics only, so the same tests pass unchanged on
 //! both. Waiting is always a watch or a bounded poll of a condition with a timeout, never a sleep.
+//!
+//! ```text
+//! make e2e                                     # emulator, one per test process
+//! E2E_KUBECONFIG=$HOME/.kube/kind make e2e     # kind / AKS: cluster-admin kubeconfig
+//! ```
+//! Against a real cluster the suite installs the TenantIdentity CRD (chart copy) and, unless the
+//! cluster already has them from elsewhere, the Flux and ASO CRDs from `../shared/upstream/`; it
+//! runs the locally built binary (`E2E_OPERATOR_BIN` to override) outside the cluster, so no
+//! in-cluster operator of this project may run at the same time. ASO, Flux and the vcluster Helm
+//! release are played by the tests ([`simulate`]), so they need not be installed. Each test uses a
+//! namespace `e2e-<test>-<random>` labelled `e2e.identity.tenancy.dev/suite` and deletes it.
 
 pub mod cluster;
 pub mod manifests;

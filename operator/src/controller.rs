@@ -528,7 +528,12 @@ async fn cleanup(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
         }
         names.sort();
         names.dedup();
-        delete_arm_credentials(&ti, &ctx, names).await?;
+        // Without an ARM backend this operator never wrote a credential for a tenant that
+        // reported none, so there is nothing to delete and deletion must not hang.
+        let never_written = ctx.shared.arm.is_none() && reported_credentials(&ti).is_empty();
+        if !never_written {
+            delete_arm_credentials(&ti, &ctx, names).await?;
+        }
     }
     Ok(Action::await_change())
 }
@@ -979,9 +984,16 @@ pub async fn run(
     }
 
     let ready_store = store.clone();
+    // `Store::wait_until_ready` keeps a single waker and the controller's runner waits on it too,
+    // so a second waiter may never be woken; poll the memoized result instead.
     tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            on_ready();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            if let Some(Ok(())) = ready_store.wait_until_ready().now_or_never() {
+                on_ready();
+                return;
+            }
         }
     });
     let ctx = Arc::new(Context {

@@ -28,6 +28,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every reason [`Error::reason`] can return, for pre-created metric series.
+    pub fn all_reasons() -> impl Iterator<Item = &'static str> {
+        [
+            "KubernetesApiError",
+            "DependencyMissing",
+            "FinalizerError",
+            "IssuerUnavailable",
+            "ArmBackendUnavailable",
+        ]
+        .into_iter()
+        .chain(crate::azure::ArmError::REASONS)
+    }
+
     /// Condition reason and metric label.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -59,3 +72,36 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_listed_for_metrics() {
+        let listed: Vec<_> = Error::all_reasons().collect();
+        let samples = [
+            Error::DependencyMissing {
+                kind: "k".into(),
+                api_version: "v".into(),
+            },
+            Error::FinalizerError("f".into()),
+            Error::IssuerUnavailable("i".into()),
+            Error::ArmBackendUnavailable("a".into()),
+            Error::Azure(crate::azure::ArmError::CredentialLimitExceeded {
+                count: 21,
+                limit: 20,
+            }),
+        ];
+        for e in samples {
+            assert!(listed.contains(&e.reason()), "{}", e.reason());
+        }
+        assert!(listed.contains(&"KubernetesApiError"));
+        // PascalCase, no spaces: they are condition reasons too.
+        assert!(
+            listed
+                .iter()
+                .all(|r| r.chars().next().unwrap().is_ascii_uppercase() && !r.contains(' '))
+        );
+    }
+}

@@ -148,6 +148,9 @@ fn run_render(args: RenderArgs) -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
+    // One TLS crypto provider for the Kubernetes and Azure clients, chosen explicitly so a
+    // dependency enabling another one can never leave rustls unable to pick.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Arc::new(Metrics::new()?);
     let readiness = Readiness::default();
     let listener = tokio::net::TcpListener::bind(args.metrics_bind_address)

@@ -62,6 +62,9 @@ impl Metrics {
         for result in [RESULT_SUCCESS, RESULT_ERROR] {
             reconcile_total.with_label_values(&[result]);
         }
+        for reason in crate::error::Error::all_reasons() {
+            reconcile_errors.with_label_values(&[reason]);
+        }
         for condition in ALL_TYPES {
             for status in ["True", "False", "Unknown"] {
                 objects.with_label_values(&[condition, status]);

@@ -95,16 +95,11 @@ impl std::error::Error for SpecError {}
 /// Re-check the rules the CRD schema enforces (defence in depth: the object may come from an
 /// older CRD, `render` reads files nobody validated) and the ones only the operator can judge.
 pub fn validate(ti: &TenantIdentity) -> Result<(), SpecError> {
-    check_schema(ti)?;
-    if let Err(errors) = ti.validate_cel() {
-        let first = errors
-            .into_vec()
-            .into_iter()
-            .next()
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| "CEL validation failed".to_string());
-        return Err(SpecError::invalid(first));
-    }
+    let schema = crd_schema()
+        .as_ref()
+        .map_err(|e| SpecError::invalid(format!("internal: CRD schema does not compile: {e}")))?;
+    check_schema(schema, ti)?;
+    check_cel(schema, ti)?;
     let spec = &ti.spec;
     let guid = |field: &str, value: &str| -> Result<(), SpecError> {
         if is_guid(value) {
@@ -174,32 +169,42 @@ pub fn validate(ti: &TenantIdentity) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// The CRD's own OpenAPI schema (patterns, lengths, enums), checked with a JSON Schema validator.
-fn check_schema(ti: &TenantIdentity) -> Result<(), SpecError> {
-    static VALIDATOR: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
-    let validator = VALIDATOR
-        .get_or_init(|| {
-            let crd = <TenantIdentity as kube::CustomResourceExt>::crd();
-            let schema = crd
-                .spec
-                .versions
-                .first()
-                .and_then(|v| v.schema.as_ref())
-                .and_then(|s| s.open_api_v3_schema.as_ref())
-                .ok_or_else(|| "the CRD has no openAPIV3Schema".to_string())
-                .and_then(|s| serde_json::to_value(s).map_err(|e| e.to_string()))?;
-            // Only spec is user input; metadata is validated by the API server.
-            let spec = schema
-                .pointer("/properties/spec")
-                .cloned()
-                .ok_or_else(|| "the CRD schema has no spec".to_string())?;
-            jsonschema::draft4::new(&spec).map_err(|e| e.to_string())
+/// The CRD's own schema, compiled once: a JSON Schema validator for `spec` and the CEL rules.
+struct CrdSchema {
+    spec: jsonschema::Validator,
+    cel: kube_cel::CompiledSchema,
+}
+
+fn crd_schema() -> &'static Result<CrdSchema, String> {
+    static SCHEMA: OnceLock<Result<CrdSchema, String>> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let crd = <TenantIdentity as kube::CustomResourceExt>::crd();
+        let schema = crd
+            .spec
+            .versions
+            .first()
+            .and_then(|v| v.schema.as_ref())
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .ok_or_else(|| "the CRD has no openAPIV3Schema".to_string())
+            .and_then(|s| serde_json::to_value(s).map_err(|e| e.to_string()))?;
+        // Only spec is user input here; metadata is validated by the API server.
+        let spec = schema
+            .pointer("/properties/spec")
+            .cloned()
+            .ok_or_else(|| "the CRD schema has no spec".to_string())?;
+        let cel = kube_cel::compile_schema(&schema);
+        Ok(CrdSchema {
+            spec: jsonschema::draft4::new(&spec).map_err(|e| e.to_string())?,
+            cel,
         })
-        .as_ref()
-        .map_err(|e| SpecError::invalid(format!("internal: CRD schema does not compile: {e}")))?;
+    })
+}
+
+/// OpenAPI structure, patterns, lengths and enums.
+fn check_schema(schema: &CrdSchema, ti: &TenantIdentity) -> Result<(), SpecError> {
     let value = serde_json::to_value(&ti.spec)
         .map_err(|e| SpecError::invalid(format!("spec does not serialize: {e}")))?;
-    if let Some(error) = validator.iter_errors(&value).next() {
+    if let Some(error) = schema.spec.iter_errors(&value).next() {
         let mut path = String::from("spec");
         for segment in error.instance_path().as_str().split('/').skip(1) {
             if segment.chars().all(|c| c.is_ascii_digit()) {
@@ -210,6 +215,22 @@ fn check_schema(ti: &TenantIdentity) -> Result<(), SpecError> {
             }
         }
         return Err(SpecError::invalid(format!("{path}: {error}")));
+    }
+    Ok(())
+}
+
+/// The CRD's CEL `x-kubernetes-validations`, evaluated as the API server does.
+fn check_cel(schema: &CrdSchema, ti: &TenantIdentity) -> Result<(), SpecError> {
+    let value = serde_json::to_value(ti)
+        .map_err(|e| SpecError::invalid(format!("object does not serialize: {e}")))?;
+    if let Err(errors) = kube_cel::Validator::new().validate_compiled(&schema.cel, &value, None) {
+        let first = errors
+            .into_vec()
+            .into_iter()
+            .next()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "CEL validation failed".to_string());
+        return Err(SpecError::invalid(first));
     }
     Ok(())
 }

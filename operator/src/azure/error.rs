@@ -92,6 +92,21 @@ fn fmt_existing(e: &Option<String>) -> String {
 
 impl ArmError {
     /// The condition reason for this error (the variant name).
+    /// Every reason [`ArmError::reason`] can return (metrics pre-create these series).
+    pub const REASONS: [&'static str; 11] = [
+        "Throttled",
+        "ArmUnavailable",
+        "AuthorizationFailed",
+        "AuthenticationFailed",
+        "DuplicateSubject",
+        "InvalidRequest",
+        "IdentityNotFound",
+        "ConcurrentWrite",
+        "TokenExchangeFailed",
+        "CredentialLimitExceeded",
+        "InvalidConfiguration",
+    ];
+
     pub fn reason(&self) -> &'static str {
         match self {
             ArmError::Throttled { .. } => "Throttled",

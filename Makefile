@@ -7,7 +7,7 @@ CHART := helm/tenant-identity-operator
 CRD_FILE := $(CHART)/crds/tenantidentities.identity.tenancy.dev.yaml
 IMAGE ?= ghcr.io/tenancy-dev/tenant-identity-operator:dev
 
-.PHONY: all build test unit e2e chart-test lint fmt clippy crd crd-check demo bench image clean
+.PHONY: all build test unit e2e chart-test static lint fmt clippy crd crd-check demo bench image clean
 
 all: build
 
@@ -15,7 +15,7 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 ## test: every test — unit, schema conformance, emulator, e2e (real binary), chart.
-test: crd-check lint unit chart-test
+test: crd-check lint unit chart-test static
 
 ## unit: all Rust tests of the workspace (includes the e2e suite against the emulator).
 unit:
@@ -29,6 +29,10 @@ e2e:
 
 chart-test: build
 	bash hack/chart/test.sh
+
+## static: the image's static binary, built and checked (CI has no Docker engine).
+static:
+	bash hack/chart/static-binary.sh
 
 lint: fmt clippy
 

@@ -18,7 +18,11 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions},
+    api::{
+        ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams,
+        Preconditions,
+    },
+    core::{DeserializeGuard, error_boundary::InvalidObject},
     runtime::{
         Controller,
         controller::Action,
@@ -63,8 +67,9 @@ pub struct Shared {
 /// Per controller run: the shared parts plus this run's cache.
 pub struct Context {
     pub shared: Arc<Shared>,
-    pub store: Store<TenantIdentity>,
-    backoffs: Mutex<HashMap<ObjectRef<TenantIdentity>, ExponentialBackoff>>,
+    pub store: Store<Guarded>,
+    /// Per object (namespace, name): consecutive failures grow the delay until a success.
+    backoffs: Mutex<HashMap<(String, String), ExponentialBackoff>>,
 }
 
 impl Context {
@@ -72,7 +77,12 @@ impl Context {
         self.shared.client.clone()
     }
 
-    fn next_backoff(&self, key: ObjectRef<TenantIdentity>) -> Duration {
+    /// Valid TenantIdentities in the cache (unreadable ones are reported, not reconciled).
+    fn tenants(&self) -> Vec<Arc<Guarded>> {
+        self.store.state()
+    }
+
+    fn next_backoff(&self, key: (String, String)) -> Duration {
         // A poisoned lock only means another reconcile panicked mid-insert; the map is still usable.
         let mut backoffs = self.backoffs.lock().unwrap_or_else(|e| e.into_inner());
         backoffs
@@ -90,7 +100,7 @@ impl Context {
             .unwrap_or(Duration::from_secs(300))
     }
 
-    fn reset_backoff(&self, key: &ObjectRef<TenantIdentity>) {
+    fn reset_backoff(&self, key: &(String, String)) {
         self.backoffs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -106,14 +116,40 @@ pub fn needs_finalizer(ti: &TenantIdentity) -> bool {
         || ti.spec.azure.identity.managed_identity.is_some()
 }
 
-pub async fn reconcile(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
+/// The controller watches `DeserializeGuard<TenantIdentity>` so that one object the types cannot
+/// read (written under another CRD version, say) is reported on its own instead of failing the
+/// whole list and stalling the watch for every tenant.
+pub type Guarded = DeserializeGuard<TenantIdentity>;
+
+fn valid(guard: &Guarded) -> Option<&TenantIdentity> {
+    guard.0.as_ref().ok()
+}
+
+fn backoff_key(meta: &ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+pub async fn reconcile(guard: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
+    match &guard.0 {
+        Ok(ti) => reconcile_tenant(Arc::new(ti.clone()), ctx).await,
+        Err(invalid) => {
+            report_unreadable(invalid, &ctx).await?;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+async fn reconcile_tenant(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
     let timer = ctx
         .shared
         .metrics
         .reconcile_duration
         .with_label_values(&[] as &[&str])
         .start_timer();
-    let key = ObjectRef::from_obj(&*ti);
+    let key = backoff_key(ti.meta());
     let ns = ti.namespace().unwrap_or_default();
     let api: Api<TenantIdentity> = Api::namespaced(ctx.client(), &ns);
     let has_finalizer = ti.finalizers().iter().any(|f| f == FINALIZER);
@@ -151,8 +187,8 @@ pub async fn reconcile(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Act
             m.reconcile_errors.with_label_values(&[e.reason()]).inc();
         }
     }
-    let state = ctx.store.state();
-    m.set_objects(state.iter().map(|t| {
+    let state = ctx.tenants();
+    m.set_objects(state.iter().filter_map(|g| valid(g)).map(|t| {
         t.status
             .as_ref()
             .map(|s| s.conditions.as_slice())
@@ -161,9 +197,9 @@ pub async fn reconcile(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-pub fn error_policy(ti: Arc<TenantIdentity>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(guard: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(
-        tenant = %ObjectRef::from_obj(&*ti),
+        tenant = %ObjectRef::from_obj(&*guard),
         reason = error.reason(),
         error = %error,
         "reconcile failed"
@@ -174,7 +210,7 @@ pub fn error_policy(ti: Arc<TenantIdentity>, error: &Error, ctx: Arc<Context>) -
     if error.is_terminal() {
         return Action::requeue(Duration::from_secs(600));
     }
-    Action::requeue(ctx.next_backoff(ObjectRef::from_obj(&*ti)))
+    Action::requeue(ctx.next_backoff(backoff_key(guard.meta())))
 }
 
 /// Outcome of the operator-only checks.
@@ -189,10 +225,10 @@ async fn check(ti: &TenantIdentity, ctx: &Context) -> Result<Option<Refusal>> {
     if let Err(e) = plan::validate(ti) {
         return Ok(Some(Refusal::Invalid(e)));
     }
-    let state = ctx.store.state();
+    let state = ctx.tenants();
     let others = state
         .iter()
-        .map(|t| t.as_ref())
+        .filter_map(|g| valid(g))
         .filter(|t| t.uid() != ti.uid());
     if let Some(e) = isolation::claim_conflict(ti, others) {
         return Ok(Some(Refusal::Revoke(e)));
@@ -450,9 +486,9 @@ async fn release_host_annotations(
 ) -> Result<()> {
     let ns = ti.namespace().unwrap_or_default();
     let wanted_by_others: BTreeSet<String> = ctx
-        .store
-        .state()
+        .tenants()
         .iter()
+        .filter_map(|g| valid(g))
         .filter(|t| t.namespace().as_deref() == Some(ns.as_str()) && t.uid() != ti.uid())
         .filter(|t| t.meta().deletion_timestamp.is_none())
         .filter_map(|t| workload_service_account(t))
@@ -913,6 +949,74 @@ async fn write_status(
     Ok(())
 }
 
+/// A TenantIdentity the operator cannot read: say so in its status (Ready=False, Stalled) and
+/// with an event, once; the rest of the tenants keep being reconciled.
+async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<()> {
+    let ns = invalid.metadata.namespace.clone().unwrap_or_default();
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    warn!(tenant = %format!("{ns}/{name}"), error = %invalid.error, "TenantIdentity cannot be read");
+    let resource = ApiResource::erase::<TenantIdentity>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client(), &ns, &resource);
+    let Some(live) = api
+        .get_opt(&name)
+        .await
+        .map_err(Error::KubernetesApiError)?
+    else {
+        return Ok(());
+    };
+    let message = format!(
+        "this operator version cannot read the object: {}; fix the spec or upgrade the operator",
+        invalid.error
+    );
+    let generation = live.metadata.generation;
+    let already = live
+        .data
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(|t| t.as_str()) == Some(conditions::READY)
+                    && c.get("reason").and_then(|t| t.as_str()) == Some(reasons::INVALID_SPEC)
+                    && c.get("message").and_then(|t| t.as_str()) == Some(message.as_str())
+                    && c.get("observedGeneration").and_then(|g| g.as_i64()) == generation
+            })
+        });
+    if already {
+        return Ok(());
+    }
+    let refused = status::refused(&SpecError::invalid(message.clone()));
+    let now = Time(Timestamp::now());
+    let conditions = conditions::merge(&[], &refused.conditions, generation, &now);
+    let patch = json!({
+        "apiVersion": TenantIdentity::api_version(&()),
+        "kind": TenantIdentity::kind(&()),
+        "status": {"observedGeneration": generation, "conditions": conditions},
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::KubernetesApiError)?;
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reasons::INVALID_SPEC.into(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx
+        .shared
+        .recorder
+        .publish(&event, &live.object_ref(&resource))
+        .await
+    {
+        warn!(error = %e, "could not publish event");
+    }
+    Ok(())
+}
+
 /// Run the controller until `shutdown` resolves.
 pub async fn run(
     shared: Arc<Shared>,
@@ -920,7 +1024,7 @@ pub async fn run(
     on_ready: impl FnOnce() + Send + 'static,
 ) {
     let client = shared.client.clone();
-    let tenants: Api<TenantIdentity> = Api::all(client.clone());
+    let tenants: Api<Guarded> = Api::all(client.clone());
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
     let controller = Controller::new(tenants, watcher::Config::default().any_semantic());
@@ -957,10 +1061,12 @@ pub async fn run(
             sa_store
                 .state()
                 .into_iter()
-                .filter(|t| t.namespace() == ns)
-                .filter(|t| {
-                    workload_service_account(t).as_deref() == Some(name.as_str())
-                        || names::git_service_account(&t.name_any()) == name
+                .filter(|g| {
+                    valid(g).is_some_and(|t| {
+                        t.namespace() == ns
+                            && (workload_service_account(t).as_deref() == Some(name.as_str())
+                                || names::git_service_account(&t.name_any()) == name)
+                    })
                 })
                 .map(|t| ObjectRef::from_obj(&*t))
                 .collect::<Vec<_>>()

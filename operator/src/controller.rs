@@ -491,7 +491,7 @@ async fn release_host_annotations(
         .filter_map(|g| valid(g))
         .filter(|t| t.namespace().as_deref() == Some(ns.as_str()) && t.uid() != ti.uid())
         .filter(|t| t.meta().deletion_timestamp.is_none())
-        .filter_map(|t| workload_service_account(t))
+        .filter_map(workload_service_account)
         .collect();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client(), &ns);
     let list = api

@@ -555,12 +555,10 @@ REQUIRED_ACCESS = [
     ("identity.tenancy.dev", "tenantidentities/status", {"patch"}),
     ("", "configmaps", {"create", "patch", "delete"}),
     ("", "serviceaccounts", {"get", "create", "patch", "delete"}),
-    ("", "namespaces", {"get", "list", "watch"}),
     ("events.k8s.io", "events", {"create"}),
     ("source.toolkit.fluxcd.io", "gitrepositories", {"create", "patch", "delete", "watch"}),
     ("kustomize.toolkit.fluxcd.io", "kustomizations", {"create", "patch", "delete"}),
     ("managedidentity.azure.com", "federatedidentitycredentials", {"create", "patch", "delete", "watch"}),
-    ("managedidentity.azure.com", "userassignedidentities", {"get"}),
 ]
 FORBIDDEN_RESOURCES = {"secrets", "serviceaccounts/token", "pods", "pods/exec", "clusterroles", "clusterrolebindings",
                        "roles", "rolebindings", "nodes", "*"}
@@ -599,6 +597,12 @@ def test_rbac_least_privilege():
     check(not any(g in ("source.toolkit.fluxcd.io", "kustomize.toolkit.fluxcd.io", "managedidentity.azure.com") for g, _ in off),
           "rbac.flux/azureServiceOperator=false drop those rules")
     check(not find(objects({"rbac": {"create": False}}), "ClusterRole"), "rbac.create=false renders no RBAC")
+    # Namespaces are read only for --require-namespace-grant; the operator never reads ASO identities.
+    check(("", "namespaces") not in granted, "no namespace access without security.requireNamespaceGrant")
+    check(("managedidentity.azure.com", "userassignedidentities") not in granted, "no unused UserAssignedIdentity access")
+    granted_grant = _granted(one(objects({"security": {"requireNamespaceGrant": True}}), "ClusterRole")["rules"])
+    check({"get", "list", "watch"} <= granted_grant.get(("", "namespaces"), set()),
+          "security.requireNamespaceGrant grants get/list/watch on namespaces")
 
 
 def test_every_rbac_rule_has_a_comment():

@@ -6,8 +6,14 @@ use kube::api::ApiResource;
 use serde_json::json;
 use tenant_identity_crd::TenantIdentity;
 
-use super::{Child, dynamic, owned_meta};
-use crate::plan::Plan;
+use kube::{ResourceExt, api::DynamicObject};
+use tenant_identity_crd::reasons;
+
+use super::{Child, dynamic, is_current, owned_meta, str_field, upstream_condition};
+use crate::{
+    plan::Plan,
+    status::{CredentialState, PartState},
+};
 
 pub fn resource() -> ApiResource {
     ApiResource {
@@ -46,4 +52,75 @@ pub fn build(ti: &TenantIdentity, plan: &Plan) -> Vec<Child> {
             }
         })
         .collect()
+}
+
+// Mirror the credential backend's readiness.
+pub fn observe(
+    plan: &Plan,
+    applied: &[DynamicObject],
+) -> (PartState, Vec<(String, CredentialState)>) {
+    let states: Vec<(String, CredentialState)> = applied
+        .iter()
+        .filter(|o| {
+            o.types
+                .as_ref()
+                .is_some_and(|t| t.kind == "FederatedIdentityCredential")
+        })
+        .map(|o| (o.name_any(), state(o)))
+        .collect();
+    let total = plan.subjects.len();
+    let ready = states
+        .iter()
+        .filter(|(_, s)| *s == CredentialState::Ready)
+        .count();
+    let part = if let Some((name, CredentialState::Failed(msg))) = states
+        .iter()
+        .find(|(_, s)| matches!(s, CredentialState::Failed(_)))
+    {
+        PartState::waiting(
+            reasons::CREDENTIALS_FAILED,
+            format!("FederatedIdentityCredential {name}: {msg}"),
+        )
+    } else if ready == total {
+        PartState::ready(
+            reasons::CREDENTIALS_READY,
+            format!("{total} federated credential(s) Ready in Azure Service Operator"),
+        )
+    } else {
+        PartState::waiting(
+            reasons::CREDENTIALS_PENDING,
+            format!(
+                "waiting for Azure Service Operator to report Ready on {} of {total} FederatedIdentityCredential(s)",
+                total - ready
+            ),
+        )
+    };
+    (part, states)
+}
+
+fn state(obj: &DynamicObject) -> CredentialState {
+    let Some(ready) = upstream_condition(obj, "Ready") else {
+        return CredentialState::Pending("waiting for Azure Service Operator".into());
+    };
+    let message = str_field(&ready, "message").to_string();
+    if !is_current(obj, &ready) {
+        return CredentialState::Pending(
+            "Azure Service Operator has not seen the latest spec yet".into(),
+        );
+    }
+    match str_field(&ready, "status") {
+        "True" => CredentialState::Ready,
+        "False" if str_field(&ready, "severity") == "Error" => {
+            CredentialState::Failed(if message.is_empty() {
+                str_field(&ready, "reason").to_string()
+            } else {
+                message
+            })
+        }
+        _ => CredentialState::Pending(if message.is_empty() {
+            "waiting for Azure Service Operator".into()
+        } else {
+            message
+        }),
+    }
 }

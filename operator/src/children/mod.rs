@@ -99,5 +99,36 @@ pub(crate) fn dynamic(
     obj
 }
 
+// Reading the status other controllers (ASO, Flux) write on our children.
+
+pub(crate) fn upstream_condition(obj: &DynamicObject, type_: &str) -> Option<serde_json::Value> {
+    obj.data
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(|t| t.as_str()) == Some(type_))
+                .cloned()
+        })
+}
+
+pub(crate) fn str_field<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
+    v.get(key).and_then(|s| s.as_str()).unwrap_or_default()
+}
+
+/// The condition is about the current spec (not an older generation).
+pub(crate) fn is_current(obj: &DynamicObject, condition: &serde_json::Value) -> bool {
+    let generation = obj.metadata.generation.unwrap_or(0);
+    condition
+        .get("observedGeneration")
+        .and_then(|g| g.as_i64())
+        .or_else(|| {
+            obj.data
+                .pointer("/status/observedGeneration")
+                .and_then(|g| g.as_i64())
+        })
+        .is_none_or(|g| g >= generation)
+}
+
 #[cfg(test)]
 mod tests;

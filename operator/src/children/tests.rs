@@ -1,6 +1,10 @@
 use super::*;
-use crate::plan::{Settings, resolve};
+use crate::{
+    plan::{Settings, resolve},
+    status::CredentialState,
+};
 use serde_json::json;
+use tenant_identity_crd::conditions::Status;
 
 fn ti(spec: serde_json::Value) -> TenantIdentity {
     serde_json::from_value(json!({
@@ -181,4 +185,142 @@ fn controller_level_git_has_no_flux_identity() {
         .unwrap();
     assert!(repo.object.data["spec"].get("serviceAccountName").is_none());
     assert_eq!(repo.object.data["spec"]["provider"], "azure");
+}
+
+fn with_status(child: &Child, generation: i64, status: serde_json::Value) -> DynamicObject {
+    let mut obj = child.object.clone();
+    obj.metadata.generation = Some(generation);
+    obj.data["status"] = status;
+    obj
+}
+
+#[test]
+fn aso_readiness_is_mirrored_per_credential() {
+    let (plan, children) = build(json!({
+        "virtualCluster": {"mode": "PerServiceAccount", "serviceAccounts": [
+            {"namespace": "a", "name": "x"}, {"namespace": "b", "name": "y"}]},
+        "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}}
+    }));
+    let fics: Vec<&Child> = children
+        .iter()
+        .filter(|c| c.resource.kind == "FederatedIdentityCredential")
+        .collect();
+    let ready = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded", "observedGeneration": 2}]});
+    let failed = json!({"conditions": [{"type": "Ready", "status": "False", "severity": "Error",
+        "reason": "BadRequest", "message": "issuer must be https", "observedGeneration": 2}]});
+    let stale = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded", "observedGeneration": 1}]});
+
+    let all_ready = [
+        with_status(fics[0], 2, ready.clone()),
+        with_status(fics[1], 2, ready.clone()),
+    ];
+    let (part, states) = federated_credential::observe(&plan, &all_ready);
+    assert_eq!(
+        (part.status, part.reason.as_str()),
+        (Status::True, "CredentialsReady")
+    );
+    assert!(states.iter().all(|(_, s)| *s == CredentialState::Ready));
+
+    let one_failed = [
+        with_status(fics[0], 2, ready.clone()),
+        with_status(fics[1], 2, failed),
+    ];
+    let (part, states) = federated_credential::observe(&plan, &one_failed);
+    assert_eq!(
+        (part.status, part.reason.as_str()),
+        (Status::False, "CredentialsFailed")
+    );
+    assert!(
+        part.message.contains("issuer must be https"),
+        "{}",
+        part.message
+    );
+    assert_eq!(
+        states[1].1,
+        CredentialState::Failed("issuer must be https".into())
+    );
+
+    // A Ready about an older generation says nothing about the current spec.
+    let one_stale = [
+        with_status(fics[0], 2, ready),
+        with_status(fics[1], 2, stale),
+    ];
+    let (part, states) = federated_credential::observe(&plan, &one_stale);
+    assert_eq!(part.reason, "CredentialsPending");
+    assert!(part.message.contains("1 of 2"), "{}", part.message);
+    assert!(matches!(states[1].1, CredentialState::Pending(_)));
+
+    let none: [DynamicObject; 0] = [];
+    assert_eq!(
+        federated_credential::observe(&plan, &none).0.reason,
+        "CredentialsPending"
+    );
+}
+
+#[test]
+fn git_readiness_and_stall_are_mirrored_from_flux() {
+    let spec = json!({
+        "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}},
+        "git": {"url": "https://dev.azure.com/o/p/_git/r"}
+    });
+    let t = ti(spec.clone());
+    let (_, children) = build(spec);
+    let repo = children
+        .iter()
+        .find(|c| c.resource.kind == "GitRepository")
+        .unwrap();
+
+    let (part, stalled) = git_repository::observe(&t, std::slice::from_ref(&repo.object));
+    assert_eq!(
+        part.unwrap().status,
+        Status::Unknown,
+        "no status from Flux yet"
+    );
+    assert!(stalled.is_none());
+
+    let auth = with_status(
+        repo,
+        1,
+        json!({"observedGeneration": 1, "conditions": [
+        {"type": "Ready", "status": "False", "reason": "AuthenticationFailed", "message": "401 Unauthorized"}]}),
+    );
+    let (part, _) = git_repository::observe(&t, &[auth]);
+    let part = part.unwrap();
+    assert_eq!(
+        (part.status, part.reason.as_str(), part.message.as_str()),
+        (Status::False, "AuthenticationFailed", "401 Unauthorized")
+    );
+    assert!(!part.terminal);
+
+    let gate = with_status(
+        repo,
+        1,
+        json!({"observedGeneration": 1, "conditions": [
+        {"type": "Ready", "status": "False", "reason": "FeatureGateDisabled", "message": "enable it"},
+        {"type": "Stalled", "status": "True", "reason": "FeatureGateDisabled", "message": "enable it"}]}),
+    );
+    let (part, stalled) = git_repository::observe(&t, &[gate]);
+    assert!(part.unwrap().terminal);
+    assert_eq!(
+        stalled,
+        Some(("FeatureGateDisabled".into(), "enable it".into()))
+    );
+
+    let old = with_status(
+        repo,
+        2,
+        json!({"observedGeneration": 1, "conditions": [
+        {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored artifact"}]}),
+    );
+    let (part, _) = git_repository::observe(&t, &[old]);
+    assert_eq!(
+        part.unwrap().status,
+        Status::Unknown,
+        "Ready about an older generation"
+    );
+
+    let no_git = ti(
+        json!({"azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}}}),
+    );
+    assert_eq!(git_repository::observe(&no_git, &[]), (None, None));
 }

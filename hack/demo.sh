@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
 # make demo: the operator's main job with no cluster at all.
 #
-# Starts the Kubernetes API emulator and the operator, applies examples/*.yaml, plays Azure
-# Service Operator, Flux and the vcluster Helm release, then prints what a user would see.
-# Everything started here is stopped on exit. Needs `cargo build --workspace --bins` first.
+# Starts the Kubernetes API emulator, a fake Azure Resource Manager (+ Entra token endpoint) and
+# the operator, applies examples/*.yaml, plays Azure Service Operator, Flux and the vcluster Helm
+# release, then prints what a user would see, including the federated credentials the operator
+# wrote through ARM for the `payments` tenant. Everything started here is stopped on exit.
+# Needs `cargo build --workspace --bins` first.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 BIN="$TARGET/debug"
-for b in kube-emulator tenant-identity-operator e2e-ctl; do
+for b in kube-emulator fake-arm tenant-identity-operator e2e-ctl; do
   [[ -x "$BIN/$b" ]] || { echo "demo: $BIN/$b missing; run: cargo build --workspace --bins" >&2; exit 1; }
 done
 
 WORK=$(mktemp -d -t tenant-identity-demo.XXXXXX)
 EMULATOR_PID=""
+FAKE_ARM_PID=""
 OPERATOR_PID=""
 stop() {
   local rc=$?
-  # Operator first (graceful SIGTERM), then the API it talks to.
-  for pid in "$OPERATOR_PID" "$EMULATOR_PID"; do
+  # Operator first (graceful SIGTERM), then the APIs it talks to.
+  for pid in "$OPERATOR_PID" "$FAKE_ARM_PID" "$EMULATOR_PID"; do
     if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -56,10 +59,33 @@ step "installing CRDs: TenantIdentity, Flux GitRepository/Kustomization, ASO Fed
 "$CTL" install-crds
 echo "    all Established"
 
-step "starting tenant-identity-operator"
+step "simulating Azure Resource Manager: starting fake-arm (ARM + Entra token endpoint on 127.0.0.1)"
+"$BIN/fake-arm" --listen 127.0.0.1:0 --url-out "$WORK/fake-arm-url" >"$WORK/fake-arm.log" 2>&1 &
+FAKE_ARM_PID=$!
+for _ in $(seq 100); do
+  [[ -s "$WORK/fake-arm-url" ]] && break
+  kill -0 "$FAKE_ARM_PID" 2>/dev/null || { cat "$WORK/fake-arm.log" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -s "$WORK/fake-arm-url" ]] || { echo "demo: fake-arm wrote no URL" >&2; exit 1; }
+ARM_URL=$(cat "$WORK/fake-arm-url")
+echo "    ARM endpoint and authority host: $ARM_URL"
+# The user-assigned identity of examples/per-service-account-arm.yaml (payments).
+ARM_IDENTITY=(11111111-2222-4333-8444-555555555555 rg-tenants id-payments)
+"$CTL" fake-arm-identity "$ARM_URL" "${ARM_IDENTITY[@]}" | sed 's/^/    /'
+# What the AKS workload identity webhook gives the operator's pod: a projected service-account
+# token file plus AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_FEDERATED_TOKEN_FILE.
+printf 'eyJhbGciOiJSUzI1NiJ9.demo-projected-service-account-token.%s' "$RANDOM$RANDOM" >"$WORK/azure-identity-token"
+
+step "starting tenant-identity-operator (ARM backend: its own workload identity against the fake ARM)"
 METRICS_PORT=$(( 20000 + RANDOM % 20000 ))
-RUST_LOG=info "$BIN/tenant-identity-operator" run \
-  --metrics-bind-address "127.0.0.1:$METRICS_PORT" --log-format text >"$WORK/operator.log" 2>&1 &
+RUST_LOG=info \
+AZURE_CLIENT_ID=5b0e6c8a-3f1d-4e2b-9a7c-1d2e3f4a5b6c \
+AZURE_TENANT_ID=72f988bf-86f1-41af-91ab-2d7cd011db47 \
+AZURE_FEDERATED_TOKEN_FILE="$WORK/azure-identity-token" \
+"$BIN/tenant-identity-operator" run \
+  --metrics-bind-address "127.0.0.1:$METRICS_PORT" --log-format text \
+  --arm-endpoint "$ARM_URL" --authority-host "$ARM_URL/" >"$WORK/operator.log" 2>&1 &
 OPERATOR_PID=$!
 "$CTL" wait-url 30 "http://127.0.0.1:$METRICS_PORT/healthz"
 echo "    running (pid $OPERATOR_PID, metrics on 127.0.0.1:$METRICS_PORT)"
@@ -75,7 +101,15 @@ step "installing the vclusters (their Helm releases create the host workload Ser
 step "simulating Azure Service Operator and Flux (marking credentials and the GitRepository Ready, as they would)"
 "$CTL" converge 30 vcluster-team-a/team-a vcluster-team-b/team-b
 
+step "the ARM backend needs no simulation: the operator writes payments' credentials through ARM itself"
+"$CTL" wait-ready 30 vcluster-payments/payments
+
 step "what a user sees"
 "$CTL" show
 
-step "done; stopping the operator and the emulator"
+step "simulating Azure Resource Manager: the federated credentials of id-payments, as Azure holds them"
+"$CTL" fake-arm-credentials "$ARM_URL" "${ARM_IDENTITY[@]}"
+echo "    ARM requests by the operator (from its /metrics):"
+curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | grep '^tenant_identity_azure_requests_total' | sed 's/^/      /' || true
+
+step "done; stopping the operator, the fake ARM and the emulator"

@@ -25,6 +25,8 @@ pub const TENANT_ID_ANNOTATION: &str = "azure.workload.identity/tenant-id";
 pub const REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 pub const GRANT_ANNOTATION: &str = "identity.tenancy.dev/allowed-client-ids";
 pub const DEFAULT_AUDIENCE: &str = "api://AzureADTokenExchange";
+/// Finalizer the operator puts on TenantIdentities that need cleanup outside Kubernetes.
+pub const FINALIZER: &str = "identity.tenancy.dev/cleanup";
 /// A syntactically valid tenant id used by most tests.
 pub const TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 
@@ -254,4 +256,47 @@ pub fn with_git(mut spec: Value, deploy: bool) -> Value {
     }
     spec["git"] = git;
     spec
+}
+
+/// Ask for a reconcile the way Flux does (`reconcile.fluxcd.io/requestedAt=<token>`) and wait
+/// until the operator reports it handled (`status.lastHandledReconcileAt=<token>`).
+pub async fn request_reconcile(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    token: &str,
+    timeout: std::time::Duration,
+) -> Result<TenantIdentity> {
+    let api = tenants(client, ns);
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            serde_json::json!({"metadata": {"annotations": {REQUESTED_AT_ANNOTATION: token}}}),
+        ),
+    )
+    .await
+    .with_context(|| format!("cannot annotate TenantIdentity {ns}/{name}"))?;
+    crate::wait::wait_for(
+        &api,
+        name,
+        &format!("lastHandledReconcileAt={token}"),
+        timeout,
+        |t| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.last_handled_reconcile_at.as_deref())
+                == Some(token)
+        },
+    )
+    .await
+}
+
+/// The TenantIdentity carries the operator's finalizer.
+pub fn has_finalizer(ti: &TenantIdentity) -> bool {
+    ti.metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER)
 }

@@ -8,12 +8,14 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
+use fake_arm::FakeArm;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 use crate::{
     Result,
     cluster::{Cluster, workspace_root},
+    namespace::random_hex,
     wait::{Check, poll_until},
 };
 
@@ -49,6 +51,49 @@ pub fn binary() -> Result<PathBuf> {
     }
 }
 
+/// The operator's own Azure workload identity for the ARM backend (what the AKS webhook
+/// injects into its pod), pointed at some ARM and Entra endpoints.
+#[derive(Clone, Debug)]
+pub struct ArmSettings {
+    /// `--arm-endpoint`.
+    pub arm_endpoint: String,
+    /// `--authority-host`.
+    pub authority_host: String,
+    /// `AZURE_CLIENT_ID` of the operator's identity.
+    pub client_id: String,
+    /// `AZURE_TENANT_ID` of the operator's identity.
+    pub tenant_id: String,
+    /// Content of the file `AZURE_FEDERATED_TOKEN_FILE` points at (a projected SA token).
+    pub federated_token: String,
+}
+
+/// Client id of the operator's own (fake) workload identity.
+pub const OPERATOR_CLIENT_ID: &str = "5b0e6c8a-3f1d-4e2b-9a7c-1d2e3f4a5b6c";
+
+impl ArmSettings {
+    /// Settings for the fake ARM + Entra at `fake`, with a fresh random token file content.
+    pub fn for_fake(fake: &FakeArm) -> Self {
+        Self::for_url(&fake.url())
+    }
+
+    /// Settings for a fake ARM + Entra served at `url` (both endpoints share it).
+    pub fn for_url(url: &str) -> Self {
+        let url = url.trim_end_matches('/');
+        ArmSettings {
+            arm_endpoint: url.to_string(),
+            authority_host: format!("{url}/"),
+            client_id: OPERATOR_CLIENT_ID.to_string(),
+            tenant_id: crate::objects::TENANT_ID.to_string(),
+            // Shaped like a projected service-account JWT; random so a leak is unambiguous.
+            federated_token: format!(
+                "eyJhbGciOiJSUzI1NiIsImtpZCI6ImUyZSJ9.eyJzdWIiOiJlMmUtJ{}.{}",
+                random_hex(24),
+                random_hex(43)
+            ),
+        }
+    }
+}
+
 fn free_port() -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     listener.local_addr().context("cannot read the port")
@@ -61,6 +106,8 @@ pub struct Operator {
     metrics_addr: SocketAddr,
     log: PathBuf,
     http: reqwest::Client,
+    federated_token: Option<String>,
+    federated_token_file: Option<PathBuf>,
     _dir: TempDir,
 }
 
@@ -72,6 +119,47 @@ impl Operator {
 
     /// Like [`Operator::start`]; `name` labels the log output (e.g. the replica identity).
     pub async fn start_named(cluster: &Cluster, name: &str, extra_args: &[&str]) -> Result<Self> {
+        Self::spawn(cluster, name, extra_args, None, &[]).await
+    }
+
+    /// Like [`Operator::start`], with the ARM backend enabled against `fake`: a federated token
+    /// file is written to the operator's temp dir and the process gets the workload identity
+    /// environment (`AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE`) plus
+    /// `--arm-endpoint` and `--authority-host` pointing at the fake.
+    pub async fn start_with_arm(
+        cluster: &Cluster,
+        fake: &FakeArm,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        Self::start_named_with_arm(cluster, "operator", fake, extra_args).await
+    }
+
+    /// Like [`Operator::start_with_arm`]; `name` labels the log output.
+    pub async fn start_named_with_arm(
+        cluster: &Cluster,
+        name: &str,
+        fake: &FakeArm,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        Self::spawn(
+            cluster,
+            name,
+            extra_args,
+            Some(ArmSettings::for_fake(fake)),
+            &[],
+        )
+        .await
+    }
+
+    /// Start with explicit ARM settings (`None`: the ARM backend stays disabled) and extra
+    /// environment variables (applied last, e.g. `RUST_LOG`).
+    pub async fn spawn(
+        cluster: &Cluster,
+        name: &str,
+        extra_args: &[&str],
+        arm: Option<ArmSettings>,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let binary = binary()?;
         let dir = tempfile::Builder::new()
             .prefix("tenant-identity-operator-")
@@ -89,7 +177,6 @@ impl Operator {
             .arg(metrics_addr.to_string())
             .arg("--log-format")
             .arg("text")
-            .args(extra_args)
             .env("KUBECONFIG", cluster.kubeconfig())
             .env(
                 "RUST_LOG",
@@ -106,6 +193,27 @@ impl Operator {
             .env_remove("AZURE_FEDERATED_TOKEN_FILE")
             .env_remove("AZURE_AUTHORITY_HOST")
             .env_remove("ARM_ENDPOINT")
+            .env_remove("ARM_API_VERSION");
+        let mut federated_token = None;
+        let mut federated_token_file = None;
+        if let Some(arm) = &arm {
+            let token_file = dir.path().join("azure-identity-token");
+            std::fs::write(&token_file, &arm.federated_token)
+                .with_context(|| format!("cannot write {}", token_file.display()))?;
+            command
+                .arg("--arm-endpoint")
+                .arg(&arm.arm_endpoint)
+                .arg("--authority-host")
+                .arg(&arm.authority_host)
+                .env("AZURE_CLIENT_ID", &arm.client_id)
+                .env("AZURE_TENANT_ID", &arm.tenant_id)
+                .env("AZURE_FEDERATED_TOKEN_FILE", &token_file);
+            federated_token = Some(arm.federated_token.clone());
+            federated_token_file = Some(token_file);
+        }
+        command
+            .envs(env.iter().copied())
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -123,10 +231,34 @@ impl Operator {
             metrics_addr,
             log,
             http,
+            federated_token,
+            federated_token_file,
             _dir: dir,
         };
         operator.wait_ready().await?;
         Ok(operator)
+    }
+
+    /// The content of the federated token file the operator exchanges for ARM tokens (a
+    /// secret: it must never appear in the operator's output).
+    pub fn federated_token(&self) -> Option<&str> {
+        self.federated_token.as_deref()
+    }
+
+    /// Rotate the federated token file as kubelet does for a projected token (new content,
+    /// swapped in atomically); returns the new content.
+    pub fn rotate_federated_token(&mut self) -> Result<String> {
+        let path = self
+            .federated_token_file
+            .clone()
+            .ok_or_else(|| anyhow!("operator {} runs without the ARM backend", self.name))?;
+        let token = ArmSettings::for_url("http://unused").federated_token;
+        let tmp = path.with_extension("rotating");
+        std::fs::write(&tmp, &token).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
+        self.federated_token = Some(token.clone());
+        Ok(token)
     }
 
     pub fn metrics_address(&self) -> SocketAddr {

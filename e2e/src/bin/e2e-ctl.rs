@@ -10,7 +10,12 @@
 //! e2e-ctl wait-ready SECONDS NAMESPACE/TI...   wait until each TenantIdentity is Ready
 //! e2e-ctl wait-url SECONDS URL                 wait until URL answers 2xx
 //! e2e-ctl show                         print TenantIdentities, conditions, subjects, children
+//! e2e-ctl fake-arm-identity URL SUBSCRIPTION RESOURCE_GROUP NAME     create an identity in the fake ARM
+//! e2e-ctl fake-arm-credentials URL SUBSCRIPTION RESOURCE_GROUP NAME  list its federated credentials
 //! ```
+//!
+//! The `fake-arm-*` commands talk to the admin API (`/_fake/`) of the `fake-arm` binary at URL
+//! and need no KUBECONFIG.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -22,13 +27,14 @@ use kube::{
 };
 use serde_json::json;
 use tenant_identity_crd::TenantIdentity;
+use tenant_identity_e2e::arm::{CallCounts, IdentityRef, StoredCredential};
 use tenant_identity_e2e::{
     cluster, objects,
     simulate::{self},
     wait::{Check, poll_until},
 };
 
-const USAGE: &str = "usage: e2e-ctl install-crds | create-namespace NAME... | apply FILE... | host-sa NAMESPACE VCLUSTER | simulate-ready NAMESPACE TENANT | converge SECONDS NAMESPACE/TENANT... | wait-ready SECONDS NAMESPACE/TENANT... | wait-url SECONDS URL | show";
+const USAGE: &str = "usage: e2e-ctl install-crds | create-namespace NAME... | apply FILE... | host-sa NAMESPACE VCLUSTER | simulate-ready NAMESPACE TENANT | converge SECONDS NAMESPACE/TENANT... | wait-ready SECONDS NAMESPACE/TENANT... | wait-url SECONDS URL | show | fake-arm-identity URL SUBSCRIPTION RESOURCE_GROUP NAME | fake-arm-credentials URL SUBSCRIPTION RESOURCE_GROUP NAME";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -55,8 +61,11 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
     let Some((command, rest)) = args.split_first() else {
         bail!("{USAGE}");
     };
-    if command == "wait-url" {
-        return wait_url(rest).await;
+    match command.as_str() {
+        "wait-url" => return wait_url(rest).await,
+        "fake-arm-identity" => return fake_arm_identity(rest).await,
+        "fake-arm-credentials" => return fake_arm_credentials(rest).await,
+        _ => {}
     }
     let client = client().await?;
     match command.as_str() {
@@ -314,4 +323,114 @@ async fn wait_url(rest: &[String]) -> anyhow::Result<()> {
         })
     })
     .await
+}
+
+fn fake_arm_identity_args(rest: &[String]) -> anyhow::Result<(String, IdentityRef)> {
+    let [url, subscription, resource_group, name] = rest else {
+        bail!("{USAGE}");
+    };
+    Ok((
+        url.trim_end_matches('/').to_string(),
+        IdentityRef::new(subscription, resource_group, name),
+    ))
+}
+
+fn http() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("cannot build an HTTP client")
+}
+
+/// Create a user-assigned identity in the fake ARM (as `az identity create` would).
+async fn fake_arm_identity(rest: &[String]) -> anyhow::Result<()> {
+    let (url, identity) = fake_arm_identity_args(rest)?;
+    let endpoint = format!("{url}/_fake/identities");
+    let response = http()?
+        .post(&endpoint)
+        .json(&identity)
+        .send()
+        .await
+        .with_context(|| format!("POST {endpoint}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        bail!("POST {endpoint}: {status} {body}");
+    }
+    println!("userAssignedIdentity {} created", identity.arm_id());
+    Ok(())
+}
+
+/// Print the federated credentials of an identity in the fake ARM, like
+/// `az identity federated-credential list -o table`, and the calls the fake served.
+async fn fake_arm_credentials(rest: &[String]) -> anyhow::Result<()> {
+    let (url, identity) = fake_arm_identity_args(rest)?;
+    let http = http()?;
+    let endpoint = format!(
+        "{url}/_fake/identities/{}/{}/{}/credentials",
+        identity.subscription_id, identity.resource_group, identity.name
+    );
+    let response = http
+        .get(&endpoint)
+        .send()
+        .await
+        .with_context(|| format!("GET {endpoint}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        bail!("GET {endpoint}: {status} {body}");
+    }
+    let credentials: Vec<StoredCredential> = response
+        .json()
+        .await
+        .with_context(|| format!("GET {endpoint}: unexpected answer"))?;
+    println!(
+        "$ az identity federated-credential list -g {} --identity-name {} -o table",
+        identity.resource_group, identity.name
+    );
+    let rows: Vec<[String; 4]> = credentials
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone(),
+                c.issuer.clone(),
+                c.subject.clone(),
+                c.audiences.join(","),
+            ]
+        })
+        .collect();
+    let header = ["Name", "Issuer", "Subject", "Audiences"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    let calls_url = format!("{url}/_fake/calls");
+    let calls: CallCounts = http
+        .get(&calls_url)
+        .send()
+        .await
+        .with_context(|| format!("GET {calls_url}"))?
+        .json()
+        .await
+        .with_context(|| format!("GET {calls_url}: unexpected answer"))?;
+    println!(
+        "  ({} credential(s); ARM calls served so far: {} list, {} get, {} put, {} delete, {} token)",
+        credentials.len(),
+        calls.list,
+        calls.get,
+        calls.put,
+        calls.delete,
+        calls.token
+    );
+    Ok(())
 }

@@ -447,7 +447,7 @@ async fn without_the_lock_arm_answers_409_and_it_maps_to_concurrent_write() {
 async fn throttling_honours_retry_after() {
     let env = Env::new().await;
     env.fake
-        .inject_fault(Fault::new(Operation::List, 429).retry_after("7"));
+        .inject_fault(Fault::new(Operation::List, 429).retry_after("1"));
     let want = [desired("team-a-git", &sa("git"))];
     let err = env
         .backend
@@ -455,11 +455,52 @@ async fn throttling_honours_retry_after() {
         .await
         .expect_err("throttled");
     assert!(
-        matches!(err, ArmError::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(7))
+        matches!(err, ArmError::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(1))
     );
-    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
     assert!(!err.is_terminal());
 
+    // Any reconcile during the wait ARM asked for gets the same answer without calling ARM.
+    let lists = env.fake.calls().list;
+    let again = env
+        .backend
+        .sync(&env.identity, &want, &[])
+        .await
+        .expect_err("still waiting");
+    assert_eq!(again.reason(), "Throttled");
+    let remaining = again.retry_after().expect("remaining wait");
+    assert!(remaining <= Duration::from_secs(1), "{remaining:?}");
+    assert_eq!(
+        env.fake.calls().list,
+        lists,
+        "no ARM call while holding off"
+    );
+    assert!(
+        env.backend
+            .delete(&env.identity, &["x".to_string()])
+            .await
+            .is_err()
+    );
+    assert_eq!(env.fake.calls().list, lists, "deletes wait too");
+
+    // Once the wait is over the sync goes through (waiting exactly as long as ARM asked).
+    let mut attempts = 0;
+    loop {
+        match env.backend.sync(&env.identity, &want, &[]).await {
+            Ok(_) => break,
+            Err(e) => {
+                attempts += 1;
+                assert!(attempts < 5, "never recovered: {e}");
+                tokio::time::sleep(e.retry_after().expect("throttled says how long")).await;
+            }
+        }
+    }
+    assert_eq!(env.metrics.count(AzureOperation::List, "429"), 1);
+}
+
+#[tokio::test]
+async fn retry_after_as_an_http_date() {
+    let env = Env::new().await;
+    let want = [desired("team-a-git", &sa("git"))];
     let when = chrono::Utc::now() + chrono::TimeDelta::seconds(120);
     env.fake.inject_fault(
         Fault::new(Operation::Put, 429)
@@ -476,11 +517,6 @@ async fn throttling_honours_retry_after() {
         "{after:?}"
     );
     assert_eq!(env.metrics.count(AzureOperation::Put, "429"), 1);
-    // Once ARM recovers, the sync converges.
-    env.backend
-        .sync(&env.identity, &want, &[])
-        .await
-        .expect("recovers");
 }
 
 #[tokio::test]
@@ -491,7 +527,6 @@ async fn server_errors_and_authorization_failures_are_retryable_reasons() {
         (Fault::new(Operation::Put, 503).retry_after("4"), "ArmUnavailable", Some(Duration::from_secs(4))),
         (Fault::new(Operation::List, 500), "ArmUnavailable", None),
         (Fault::new(Operation::Put, 403), "AuthorizationFailed", None),
-        (Fault::new(Operation::Put, 409), "ConcurrentWrite", Some(Duration::from_secs(2))),
         (
             Fault::new(Operation::Put, 405).error(
                 "MethodNotAllowed",
@@ -500,6 +535,8 @@ async fn server_errors_and_authorization_failures_are_retryable_reasons() {
             "InvalidRequest",
             None,
         ),
+        // Last: a 409 makes the backend hold off this identity for the retry delay.
+        (Fault::new(Operation::Put, 409), "ConcurrentWrite", Some(Duration::from_secs(2))),
     ];
     for (fault, reason, after) in cases {
         env.fake.inject_fault(fault);

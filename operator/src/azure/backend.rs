@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Instant;
 
 use tokio::sync::Mutex;
 
@@ -131,6 +132,10 @@ pub struct ArmBackend {
     /// Lock per identity (lowercased ARM id). Entries nobody holds or waits for are pruned on
     /// each acquisition, so the map stays as small as the set of identities in use.
     locks: Arc<StdMutex<HashMap<String, Arc<Mutex<()>>>>>,
+    /// Per identity: ARM asked us to wait (429 `Retry-After`, 409) until then, and what it said.
+    /// Reconciles are triggered by many things (our own status write, child events); without
+    /// this, any of them would call ARM again before the wait is over.
+    hold_off: Arc<StdMutex<HashMap<String, (Instant, ArmError)>>>,
 }
 
 impl std::fmt::Debug for ArmBackend {
@@ -165,6 +170,7 @@ impl ArmBackend {
         Ok(ArmBackend {
             client: ArmClient::new(&config, metrics)?,
             locks: Arc::new(StdMutex::new(HashMap::new())),
+            hold_off: Arc::new(StdMutex::new(HashMap::new())),
         })
     }
 
@@ -184,6 +190,38 @@ impl ArmBackend {
         locks.entry(identity.lock_key()).or_default().clone()
     }
 
+    /// While ARM's requested wait for this identity lasts, answer with its error (remaining
+    /// delay as `retry_after`) without calling ARM.
+    fn check_hold_off(&self, identity: &ManagedIdentityRef) -> Result<(), ArmError> {
+        let mut hold = self
+            .hold_off
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        hold.retain(|_, (until, _)| *until > now);
+        match hold.get(&identity.lock_key()) {
+            Some((until, error)) => Err(error.with_retry_after(*until - now)),
+            None => Ok(()),
+        }
+    }
+
+    /// Remember a wait ARM asked for (throttling, a concurrent write).
+    fn note_hold_off<T>(&self, identity: &ManagedIdentityRef, result: &Result<T, ArmError>) {
+        let Err(error) = result else { return };
+        if !matches!(
+            error,
+            ArmError::Throttled { .. } | ArmError::ConcurrentWrite { .. }
+        ) {
+            return;
+        }
+        if let Some(delay) = error.retry_after() {
+            self.hold_off
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(identity.lock_key(), (Instant::now() + delay, error.clone()));
+        }
+    }
+
     /// Make the identity carry exactly `desired` among the names this tenant owns.
     /// `owned_stale` are names this tenant created earlier and no longer wants; they are
     /// deleted. Credentials with any other name are never modified or deleted.
@@ -194,6 +232,18 @@ impl ArmBackend {
         owned_stale: &[String],
     ) -> Result<SyncReport, ArmError> {
         validate_desired(desired)?;
+        self.check_hold_off(identity)?;
+        let result = self.sync_locked(identity, desired, owned_stale).await;
+        self.note_hold_off(identity, &result);
+        result
+    }
+
+    async fn sync_locked(
+        &self,
+        identity: &ManagedIdentityRef,
+        desired: &[DesiredCredential],
+        owned_stale: &[String],
+    ) -> Result<SyncReport, ArmError> {
         let lock = self.lock_for(identity);
         let _guard = lock.lock().await;
 
@@ -333,6 +383,17 @@ impl ArmBackend {
         if names.is_empty() {
             return Ok(());
         }
+        self.check_hold_off(identity)?;
+        let result = self.delete_locked(identity, names).await;
+        self.note_hold_off(identity, &result);
+        result
+    }
+
+    async fn delete_locked(
+        &self,
+        identity: &ManagedIdentityRef,
+        names: &[String],
+    ) -> Result<(), ArmError> {
         let lock = self.lock_for(identity);
         let _guard = lock.lock().await;
         // List first so absent credentials cost no write call (and no 409 risk).

@@ -36,7 +36,7 @@ pub enum ArmError {
     /// The subject is already federated on the identity by a credential this TenantIdentity
     /// does not own. Terminal: the operator never modifies or deletes someone else's credential.
     #[error(
-        "subject '{subject}' is already federated on this managed identity by credential {} which this TenantIdentity does not own; remove that credential or use another managed identity: {message}",
+        "subject '{subject}' is already federated on this managed identity by credential {} which this TenantIdentity does not own; remove that credential or use another managed identity (the operator re-checks every few minutes, or at once on reconcile.fluxcd.io/requestedAt): {message}",
         fmt_existing(.existing)
     )]
     DuplicateSubject {
@@ -67,7 +67,7 @@ pub enum ArmError {
     /// The identity would carry more than `limit` credentials (ours and foreign) after the
     /// sync. Nothing was written. Terminal until the spec or the identity changes.
     #[error(
-        "the managed identity would carry {count} federated identity credentials, more than the limit of {limit} per identity (credentials created by others count too); federate fewer subjects or use another managed identity"
+        "the managed identity would carry {count} federated identity credentials, more than the limit of {limit} per identity (credentials created by others count too); federate fewer subjects, remove unused credentials or use another managed identity (the operator re-checks every few minutes, or at once on reconcile.fluxcd.io/requestedAt)"
     )]
     CredentialLimitExceeded { count: usize, limit: usize },
     /// The backend's own configuration (endpoints, ids) is unusable. Terminal.
@@ -106,6 +106,19 @@ impl ArmError {
         "CredentialLimitExceeded",
         "InvalidConfiguration",
     ];
+
+    /// The same error, telling the caller to wait `delay` (used while honouring a wait ARM
+    /// asked for earlier).
+    pub fn with_retry_after(&self, delay: Duration) -> ArmError {
+        let mut e = self.clone();
+        match &mut e {
+            ArmError::Throttled { retry_after, .. }
+            | ArmError::ConcurrentWrite { retry_after, .. }
+            | ArmError::ArmUnavailable { retry_after, .. } => *retry_after = Some(delay),
+            _ => {}
+        }
+        e
+    }
 
     pub fn reason(&self) -> &'static str {
         match self {

@@ -214,7 +214,9 @@ pub fn error_policy(guard: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Ac
         return Action::requeue(delay);
     }
     if error.is_terminal() {
-        return Action::requeue(Duration::from_secs(600));
+        // Only a person can fix it, but the fix may happen outside Kubernetes (in Azure), which
+        // no watch sees: look again every few minutes rather than backing off further.
+        return Action::requeue(Duration::from_secs(300));
     }
     Action::requeue(ctx.next_backoff(backoff_key(guard.meta())))
 }

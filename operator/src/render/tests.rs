@@ -85,3 +85,43 @@ fn issuer_required_offline_unless_in_spec() {
             .contains("issuer: https://spec.example/")
     );
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,80}",
+            Just("6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f".to_string()),
+            Just(String::new()),
+            Just("PerServiceAccount".to_string()),
+            Just("https://dev.azure.com/o/p/_git/r".to_string()),
+        ]
+    }
+
+    proptest! {
+        // Any input is either rendered or refused with one line; never a panic.
+        #[test]
+        fn arbitrary_specs(
+            client in field(), issuer in field(), mode in field(), vc in field(),
+            ns in field(), sa in field(), url in field(), aso in field(), raw in "\\PC{0,200}",
+        ) {
+            let doc = serde_json::json!({
+                "apiVersion": "identity.tenancy.dev/v1alpha1", "kind": "TenantIdentity",
+                "metadata": {"name": "t", "namespace": "n"},
+                "spec": {
+                    "virtualCluster": {"name": vc, "mode": mode, "serviceAccounts": [{"namespace": ns, "name": sa}]},
+                    "azure": {"clientId": client, "issuer": issuer, "identity": {"azureServiceOperator": {"name": aso}}},
+                    "git": {"url": url},
+                }
+            });
+            let yaml = serde_yaml::to_string(&doc).unwrap();
+            for input in [yaml.as_str(), raw.as_str()] {
+                if let Err(e) = render(input, &opts()) {
+                    prop_assert!(!e.to_string().contains('\n'), "{}", e);
+                }
+            }
+        }
+    }
+}

@@ -56,8 +56,11 @@ demo:
 	$(CARGO) build -q --workspace --bins
 	bash hack/demo.sh
 
+## bench: pure reconcile steps (criterion) and fleet convergence of the real binary (emulator).
 bench:
+	$(CARGO) build -q --workspace --bins
 	$(CARGO) bench -p tenant-identity-operator
+	$(CARGO) bench -p tenant-identity-e2e
 
 ## image: container image (needs a Docker engine; CI builds the static binary only).
 image:

@@ -35,7 +35,7 @@ pub mod wait;
 pub use cluster::Cluster;
 pub use namespace::TestNamespace;
 pub use operator::Operator;
-pub use wait::{Check, DEFAULT_TIMEOUT, poll_until, wait_for, wait_gone};
+pub use wait::{Check, DEFAULT_TIMEOUT, GC_TIMEOUT, poll_until, wait_for, wait_gone};
 
 use anyhow::Context as _;
 

@@ -11,6 +11,9 @@ use serde_json::Value;
 
 use crate::Result;
 
+/// How long a kind may take to appear in discovery after its CRD is Established.
+const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Every non-empty document of a (multi-document) YAML text, as JSON values.
 pub fn documents(text: &str) -> Result<Vec<Value>> {
     let mut out = Vec::new();
@@ -35,9 +38,21 @@ pub async fn resolve(client: &Client, obj: &Value) -> Result<(ApiResource, bool)
         .ok_or_else(|| anyhow!("object has no kind"))?;
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind::gvk(group, version, kind);
-    let (resource, caps) = discovery::pinned_kind(client, &gvk)
-        .await
-        .with_context(|| format!("the API server does not serve {api_version} {kind}"))?;
+    // A CRD that just became Established may not be in discovery yet: a real API server
+    // publishes discovery asynchronously (apiextensions' DiscoveryController), so look again
+    // for a short while before concluding the kind is not served.
+    let (resource, caps) = crate::wait::poll_until(
+        &format!("{api_version} {kind} in API discovery"),
+        DISCOVERY_TIMEOUT,
+        || async {
+            Ok(match discovery::pinned_kind(client, &gvk).await {
+                Ok(found) => crate::wait::Check::Done(found),
+                Err(e) => crate::wait::Check::NotYet(e.to_string()),
+            })
+        },
+    )
+    .await
+    .with_context(|| format!("the API server does not serve {api_version} {kind}"))?;
     Ok((resource, caps.scope == Scope::Namespaced))
 }
 

@@ -15,6 +15,12 @@ use crate::Result;
 
 /// Default wait: generous for CI on two cores.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Wait for what only the garbage collector does (dependents of a deleted owner). On a real
+/// cluster GC is asynchronous, and kube-controller-manager refreshes the kinds it watches from
+/// discovery every 30 s (`garbageCollector.Sync(ctx, discoveryClient, 30*time.Second)` in
+/// `cmd/kube-controller-manager/app/core.go`): dependents of a kind whose CRD was installed
+/// moments ago may wait a full resync before GC even sees them.
+pub const GC_TIMEOUT: Duration = Duration::from_secs(120);
 /// Interval between two looks of a bounded poll.
 const POLL_INTERVAL: Duration = Duration::from_millis(150);
 

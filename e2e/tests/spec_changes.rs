@@ -8,7 +8,8 @@ use kube::{
 };
 use serde_json::{Value, json};
 use tenant_identity_e2e::{
-    Check, DEFAULT_TIMEOUT, TestEnv, objects::*, poll_until, simulate, wait_for, wait_gone,
+    Check, DEFAULT_TIMEOUT, GC_TIMEOUT, TestEnv, objects::*, poll_until, simulate, wait_for,
+    wait_gone,
 };
 
 async fn patch_spec(env: &TestEnv, name: &str, spec: Value) {
@@ -38,11 +39,21 @@ async fn wait_children(
     tenant: &str,
     expected: &[String],
 ) -> BTreeMap<String, String> {
+    wait_children_for(env, tenant, expected, DEFAULT_TIMEOUT).await
+}
+
+/// [`wait_children`] with an explicit timeout ([`GC_TIMEOUT`] when only GC removes them).
+async fn wait_children_for(
+    env: &TestEnv,
+    tenant: &str,
+    expected: &[String],
+    timeout: std::time::Duration,
+) -> BTreeMap<String, String> {
     let mut expected = expected.to_vec();
     expected.sort();
     poll_until(
         &format!("children of {tenant} to be exactly {expected:?}"),
-        DEFAULT_TIMEOUT,
+        timeout,
         || async {
             let now = uids(env, tenant).await;
             Ok(if now.keys().cloned().collect::<Vec<_>>() == expected {
@@ -287,7 +298,8 @@ async fn deleting_the_tenant_leaves_nothing_behind() {
         .await
         .unwrap();
     wait_gone(&tis, "team-x", DEFAULT_TIMEOUT).await.unwrap();
-    wait_children(&env, "team-x", &[]).await;
+    // Owned children go through the garbage collector: asynchronous on a real cluster.
+    wait_children_for(&env, "team-x", &[], GC_TIMEOUT).await;
 
     let sas = service_accounts(&client, &ns);
     let host = sas.get("vc-workload-vc-x").await.unwrap();

@@ -107,3 +107,151 @@ pub fn validate_update(res: &ResourceDef, old: &Value, new: &Value) -> Vec<crate
     }
     causes
 }
+
+/// Event validation of `pkg/apis/core/validation/events.go` (`ValidateEventCreate`,
+/// `legacyValidateEvent`): events.k8s.io/v1 creates are checked strictly (eventTime,
+/// reportingController/Instance, action, reason, length limits, no deprecated fields); core/v1
+/// events only by the legacy rules. Field paths are the internal (core) names the server prints.
+pub fn validate_event(res: &ResourceDef, obj: &Value, creating: bool) -> Vec<crate::error::Cause> {
+    let mut causes = Vec::new();
+    if res.plural != "events" || !matches!(res.group.as_str(), "" | "events.k8s.io") {
+        return causes;
+    }
+    let strict = res.group == "events.k8s.io";
+    let s = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (controller, message, involved) = if strict {
+        (s("reportingController"), s("note"), obj.get("regarding"))
+    } else {
+        (
+            s("reportingComponent"),
+            s("message"),
+            obj.get("involvedObject"),
+        )
+    };
+    let involved_ns = involved
+        .and_then(|i| i.get("namespace"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let ns = object::namespace(obj);
+    let event_time = obj.get("eventTime").filter(|v| !v.is_null());
+    let mut push = |reason: &str, field: &str, message: String| {
+        causes.push(crate::error::Cause {
+            reason: reason.into(),
+            message,
+            field: field.into(),
+        })
+    };
+    let required = |push: &mut dyn FnMut(&str, &str, String), field: &str, value: &str| {
+        if value.is_empty() {
+            push("FieldValueRequired", field, "Required value".into());
+        }
+    };
+    let too_long =
+        |push: &mut dyn FnMut(&str, &str, String), field: &str, value: &str, max: usize| {
+            if value.len() > max {
+                push(
+                    "FieldValueInvalid",
+                    field,
+                    format!("Invalid value: \"\": can have at most {max} characters"),
+                );
+            }
+        };
+    if event_time.is_none() {
+        let mismatch = if involved_ns.is_empty() {
+            !ns.is_empty() && ns != "default"
+        } else {
+            ns != involved_ns
+        };
+        if mismatch {
+            push(
+                "FieldValueInvalid",
+                "involvedObject.namespace",
+                format!("Invalid value: {involved_ns:?}: does not match event.namespace"),
+            );
+        }
+    } else {
+        if involved_ns.is_empty() && ns != "default" && ns != "kube-system" {
+            push(
+                "FieldValueInvalid",
+                "involvedObject.namespace",
+                format!("Invalid value: {involved_ns:?}: does not match event.namespace"),
+            );
+        }
+        required(&mut push, "reportingController", controller);
+        if !controller.is_empty() {
+            let name = controller.rsplit('/').next().unwrap_or(controller);
+            let ok = name.len() <= 63
+                && regex::Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+                    .is_ok_and(|r| r.is_match(name));
+            if !ok {
+                push(
+                    "FieldValueInvalid",
+                    "reportingController",
+                    format!(
+                        "Invalid value: {controller:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+                    ),
+                );
+            }
+        }
+        required(&mut push, "reportingInstance", s("reportingInstance"));
+        too_long(&mut push, "reportingInstance", s("reportingInstance"), 128);
+        required(&mut push, "action", s("action"));
+        too_long(&mut push, "action", s("action"), 128);
+        required(&mut push, "reason", s("reason"));
+        too_long(&mut push, "reason", s("reason"), 128);
+        too_long(&mut push, "message", message, 1024);
+    }
+    if strict && creating {
+        if event_time.is_none() {
+            push("FieldValueRequired", "eventTime", "Required value".into());
+        }
+        let type_ = s("type");
+        if type_ != "Normal" && type_ != "Warning" {
+            push(
+                "FieldValueInvalid",
+                "type",
+                format!("Invalid value: \"\": has invalid value: {type_}"),
+            );
+        }
+        for (json_field, field) in [
+            ("deprecatedFirstTimestamp", "firstTimestamp"),
+            ("deprecatedLastTimestamp", "lastTimestamp"),
+        ] {
+            if obj.get(json_field).is_some_and(|v| !v.is_null()) {
+                push(
+                    "FieldValueInvalid",
+                    field,
+                    "Invalid value: \"\": needs to be unset".into(),
+                );
+            }
+        }
+        if obj
+            .get("deprecatedCount")
+            .and_then(Value::as_i64)
+            .is_some_and(|c| c != 0)
+        {
+            push(
+                "FieldValueInvalid",
+                "count",
+                "Invalid value: \"\": needs to be unset".into(),
+            );
+        }
+        if let Some(series) = obj.get("series").filter(|v| !v.is_null()) {
+            if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
+                push(
+                    "FieldValueInvalid",
+                    "series.count",
+                    "Invalid value: \"\": should be at least 2".into(),
+                );
+            }
+            if series.get("lastObservedTime").is_none_or(Value::is_null) {
+                push(
+                    "FieldValueRequired",
+                    "series.lastObservedTime",
+                    "Required value".into(),
+                );
+            }
+        }
+    }
+    causes
+}

@@ -167,6 +167,7 @@ fn validate_object(
     if let Some(old) = old {
         causes.extend(builtin::validate_update(&t.res, old, obj));
     }
+    causes.extend(builtin::validate_event(&t.res, obj, old.is_none()));
     if t.res.custom
         && let Some(schema) = t.res.schema(&t.version)
     {

@@ -445,7 +445,12 @@ fn cel_causes(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
                 "FieldValueRequired" => format!("Required value: {}", e.message),
                 "FieldValueDuplicate" => format!("Duplicate value: {}", e.message),
                 _ => {
-                    let t = value_at(obj, &field).map(type_name).unwrap_or("object");
+                    // The bad value printed is the type of the schema node the rule sits on
+                    // (`sts.Type` in apiextensions' cel/validation.go), also when `fieldPath`
+                    // points the error at a field below it.
+                    let t = rule_node_type(schema, &e.rule)
+                        .or_else(|| value_at(obj, &field).map(|v| type_name(v).to_string()))
+                        .unwrap_or_else(|| "object".into());
                     format!("Invalid value: \"{t}\": {}", e.message)
                 }
             };
@@ -458,8 +463,54 @@ fn cel_causes(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         .collect()
 }
 
-/// Validates a pruned and defaulted custom resource: schema first, then CEL rules (which the
-/// real server skips when the schema already failed, since rules may assume valid types).
+/// The `type` of the schema node that carries CEL rule `rule` (the first such node).
+fn rule_node_type(schema: &Value, rule: &str) -> Option<String> {
+    let obj = schema.as_object()?;
+    let here = obj
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .is_some_and(|rules| {
+            rules
+                .iter()
+                .any(|r| r.get("rule").and_then(Value::as_str) == Some(rule))
+        });
+    if here {
+        return Some(
+            obj.get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("object")
+                .to_string(),
+        );
+    }
+    let children = obj
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|p| p.values())
+        .chain(obj.get("items"))
+        .chain(obj.get("additionalProperties").filter(|a| a.is_object()));
+    for child in children {
+        if let Some(t) = rule_node_type(child, rule) {
+            return Some(t);
+        }
+    }
+    None
+}
+
+/// Schema errors that stop CEL evaluation, as `hasBlockingErr` in apiextensions'
+/// `pkg/registry/customresource/strategy.go`: wrong type, required, enum, too long, too many.
+/// Other schema errors (pattern, format, minimum, ...) leave the types intact, so the rules run.
+const BLOCKING_REASONS: &[&str] = &[
+    "FieldValueNotSupported",
+    "FieldValueRequired",
+    "FieldValueTooLong",
+    "FieldValueTooMany",
+    "FieldValueTypeInvalid",
+];
+
+/// Validates a pruned and defaulted custom resource: schema first, then CEL rules, unless a
+/// schema error means the object does not have the shape the rules were written for; then the
+/// rules are skipped and one more error says so, exactly like the apiextensions server.
 pub fn validate(schema: &CompiledSchema, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     // `null`s that survived pruning are nullable fields; JSON Schema would reject them by type.
     let mut view = obj.clone();
@@ -474,8 +525,20 @@ pub fn validate(schema: &CompiledSchema, obj: &Value, old: Option<&Value>) -> Ve
         Some(v) => structural_causes(v, &view),
         None => Vec::new(),
     };
-    if causes.is_empty() {
-        causes = cel_causes(&schema.raw, obj, old);
+    if causes
+        .iter()
+        .any(|c| BLOCKING_REASONS.contains(&c.reason.as_str()))
+    {
+        // `field.Invalid(nil, nil, ...)`: a nil path prints as `<nil>`, a nil value as "null".
+        causes.push(Cause {
+            reason: "FieldValueInvalid".into(),
+            message: "Invalid value: \"null\": some validation rules were not checked because \
+                      the object was invalid; correct the existing errors to complete validation"
+                .into(),
+            field: "<nil>".into(),
+        });
+    } else {
+        causes.extend(cel_causes(&schema.raw, obj, old));
     }
     causes
 }
@@ -621,6 +684,68 @@ mod tests {
             causes[0].message,
             "Invalid value: \"object\": too many replicas"
         );
+    }
+
+    fn tenant_like_schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "x-kubernetes-validations": [{
+                        "rule": "!has(self.git) || self.git.url.startsWith('https://dev.azure.com/')",
+                        "fieldPath": ".git.url",
+                        "message": "needs an Azure DevOps URL"
+                    }],
+                    "properties": {
+                        "clientId": {"type": "string", "pattern": "^[0-9a-f-]{36}$"},
+                        "mode": {"type": "string", "enum": ["A", "B"]},
+                        "items": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+                        "git": {"type": "object", "properties": {"url": {"type": "string"}}}
+                    }
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn pattern_errors_do_not_stop_cel_rules() {
+        let c = compile(&tenant_like_schema(), "s").expect("compiles");
+        let obj = json!({"metadata": {"name": "a"}, "spec": {
+            "clientId": "nope", "git": {"url": "https://github.com/x"}}});
+        let causes = validate(&c, &obj, None);
+        let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["spec.clientId", "spec.git.url"], "{causes:?}");
+        // The value printed is the type of the node holding the rule (spec: an object), not of
+        // the field `fieldPath` names.
+        assert_eq!(
+            causes[1].message,
+            "Invalid value: \"object\": needs an Azure DevOps URL"
+        );
+    }
+
+    #[test]
+    fn blocking_schema_errors_skip_cel_rules_and_say_so() {
+        let c = compile(&tenant_like_schema(), "s").expect("compiles");
+        for spec in [
+            json!({"items": ["a", "b", "c"], "git": {"url": "https://github.com/x"}}),
+            json!({"mode": "C", "git": {"url": "https://github.com/x"}}),
+        ] {
+            let obj = json!({"metadata": {"name": "a"}, "spec": spec});
+            let causes = validate(&c, &obj, None);
+            assert_eq!(causes.len(), 2, "{causes:?}");
+            assert!(
+                !causes.iter().any(|c| c.field == "spec.git.url"),
+                "{causes:?}"
+            );
+            assert_eq!(causes[1].field, "<nil>");
+            assert!(
+                causes[1]
+                    .message
+                    .contains("some validation rules were not checked"),
+                "{causes:?}"
+            );
+        }
     }
 
     #[test]

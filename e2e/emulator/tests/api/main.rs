@@ -6,6 +6,7 @@ mod binary;
 mod controller;
 mod crd;
 mod crud;
+mod events;
 mod leader;
 mod lifecycle;
 mod project_crd;

@@ -281,12 +281,7 @@ pub fn resolve(ti: &TenantIdentity, settings: &Settings, issuer: &str) -> Result
     let mut virtual_service_accounts = Vec::new();
     match spec.virtual_cluster.mode {
         Mode::Shared => {
-            let sa = spec
-                .virtual_cluster
-                .workload_service_account
-                .clone()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| names::default_workload_service_account(&vcluster));
+            let sa = self::workload_service_account(ti).unwrap_or_default();
             subjects.push(subject(&namespace, &name, SubjectKind::Workload, &sa));
             workload_service_account = Some(sa);
         }
@@ -326,6 +321,23 @@ pub fn resolve(ti: &TenantIdentity, settings: &Settings, issuer: &str) -> Result
         workload_service_account,
         virtual_service_accounts,
         subjects,
+    })
+}
+
+/// Shared mode: the host ServiceAccount every vcluster pod runs as (`workloadServiceAccount`,
+/// else vcluster's default `vc-workload-<vcluster>`). Needs neither issuer nor tenant, so the
+/// controller can also ask it of other TenantIdentities.
+pub fn workload_service_account(ti: &TenantIdentity) -> Option<String> {
+    let vc = &ti.spec.virtual_cluster;
+    (vc.mode == Mode::Shared).then(|| {
+        vc.workload_service_account
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| {
+                names::default_workload_service_account(
+                    vc.name.as_deref().unwrap_or(&ti.name_any()),
+                )
+            })
     })
 }
 

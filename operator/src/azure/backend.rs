@@ -33,6 +33,12 @@ pub struct ManagedIdentityRef {
     pub name: String,
 }
 
+impl From<&tenant_identity_crd::ManagedIdentityRef> for ManagedIdentityRef {
+    fn from(mi: &tenant_identity_crd::ManagedIdentityRef) -> Self {
+        ManagedIdentityRef::new(&mi.subscription_id, &mi.resource_group, &mi.name)
+    }
+}
+
 impl ManagedIdentityRef {
     pub fn new(
         subscription_id: impl Into<String>,

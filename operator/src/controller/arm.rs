@@ -12,14 +12,6 @@ use crate::{
     status::{CredentialState, PartState},
 };
 
-fn managed_identity_ref(mi: &tenant_identity_crd::ManagedIdentityRef) -> ManagedIdentityRef {
-    ManagedIdentityRef {
-        subscription_id: mi.subscription_id.clone(),
-        resource_group: mi.resource_group.clone(),
-        name: mi.name.clone(),
-    }
-}
-
 fn arm(ctx: &Context) -> Result<&ArmBackend> {
     ctx.shared.arm.as_ref().ok_or_else(|| {
         Error::ArmBackendUnavailable(
@@ -63,7 +55,7 @@ pub(super) async fn delete_arm_credentials(
         return Ok(());
     }
     arm(ctx)?
-        .delete(&managed_identity_ref(mi), &names)
+        .delete(&ManagedIdentityRef::from(mi), &names)
         .await
         .map_err(Error::from)
 }
@@ -91,7 +83,7 @@ pub(super) async fn sync_arm_credentials(
         .filter(|n| !desired.iter().any(|d| &d.name == n))
         .collect();
     let report = backend
-        .sync(&managed_identity_ref(mi), &desired, &stale)
+        .sync(&ManagedIdentityRef::from(mi), &desired, &stale)
         .await?;
     if report.writes > 0 {
         info!(tenant = %ti.name_any(), writes = report.writes, "federated credentials written to Azure");

@@ -8,7 +8,7 @@ use kube::{
     Api, Resource, ResourceExt,
     api::{DynamicObject, ListParams, Patch, PatchParams},
 };
-use tenant_identity_crd::{Mode, TenantIdentity, reasons};
+use tenant_identity_crd::{TenantIdentity, reasons};
 use tracing::info;
 
 use super::{Context, valid};
@@ -16,7 +16,7 @@ use crate::{
     children::host_service_account,
     error::{Error, Result},
     names::{self, FIELD_MANAGER},
-    plan::Plan,
+    plan::{self, Plan},
     status::PartState,
 };
 
@@ -27,7 +27,8 @@ pub(super) async fn sync_host_service_account(
     plan: &Plan,
     ctx: &Context,
 ) -> Result<PartState> {
-    release_host_annotations(ti, plan.workload_service_account.as_deref(), ctx).await?;
+    let existing =
+        release_host_annotations(ti, plan.workload_service_account.as_deref(), ctx).await?;
     let config_map = names::sync_rules_config_map(&plan.name);
     let Some(sa_name) = plan.workload_service_account.as_deref() else {
         return Ok(PartState::ready(
@@ -38,13 +39,7 @@ pub(super) async fn sync_host_service_account(
             ),
         ));
     };
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client(), &plan.namespace);
-    if api
-        .get_opt(sa_name)
-        .await
-        .map_err(Error::KubernetesApiError)?
-        .is_none()
-    {
+    if !existing.contains(sa_name) {
         return Ok(PartState::waiting(
             reasons::VIRTUAL_CLUSTER_NOT_FOUND,
             format!(
@@ -77,12 +72,13 @@ pub(super) async fn sync_host_service_account(
 }
 
 /// Release our annotations from host ServiceAccounts (those we applied to and do not own as a
-/// child) except `keep` and those another TenantIdentity of the namespace still wants.
+/// child) except `keep` and those another TenantIdentity of the namespace still wants. Returns
+/// the names of the namespace's ServiceAccounts, so the caller needs no second read.
 pub(super) async fn release_host_annotations(
     ti: &TenantIdentity,
     keep: Option<&str>,
     ctx: &Context,
-) -> Result<()> {
+) -> Result<BTreeSet<String>> {
     let ns = ti.namespace().unwrap_or_default();
     let wanted_by_others: BTreeSet<String> = ctx
         .tenants()
@@ -90,15 +86,17 @@ pub(super) async fn release_host_annotations(
         .filter_map(|g| valid(g))
         .filter(|t| t.namespace().as_deref() == Some(ns.as_str()) && t.uid() != ti.uid())
         .filter(|t| t.meta().deletion_timestamp.is_none())
-        .filter_map(workload_service_account)
+        .filter_map(plan::workload_service_account)
         .collect();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client(), &ns);
     let list = api
         .list(&ListParams::default())
         .await
         .map_err(Error::KubernetesApiError)?;
+    let mut existing = BTreeSet::new();
     for sa in list.items {
         let name = sa.name_any();
+        existing.insert(name.clone());
         let applied_by_us = sa.managed_fields().iter().any(|m| {
             m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
         });
@@ -129,20 +127,5 @@ pub(super) async fn release_host_annotations(
             Err(e) => return Err(Error::KubernetesApiError(e)),
         }
     }
-    Ok(())
-}
-
-/// The host SA a Shared-mode TenantIdentity annotates, without needing the issuer.
-pub(super) fn workload_service_account(ti: &TenantIdentity) -> Option<String> {
-    let vc = &ti.spec.virtual_cluster;
-    (vc.mode == Mode::Shared).then(|| {
-        vc.workload_service_account
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| {
-                names::default_workload_service_account(
-                    vc.name.as_deref().unwrap_or(&ti.name_any()),
-                )
-            })
-    })
+    Ok(existing)
 }

@@ -12,9 +12,7 @@ mod owned;
 mod status_writer;
 
 use arm::{delete_arm_credentials, refused, reported_credentials, sync_arm_credentials};
-use host_service_account::{
-    release_host_annotations, sync_host_service_account, workload_service_account,
-};
+use host_service_account::{release_host_annotations, sync_host_service_account};
 use owned::{apply_child, prune};
 use status_writer::{report_unreadable, write_error_status, write_status};
 
@@ -434,7 +432,7 @@ pub async fn run(
                 .filter(|g| {
                     valid(g).is_some_and(|t| {
                         t.namespace() == ns
-                            && (workload_service_account(t).as_deref() == Some(name.as_str())
+                            && (plan::workload_service_account(t).as_deref() == Some(name.as_str())
                                 || names::git_service_account(&t.name_any()) == name)
                     })
                 })

@@ -3,7 +3,7 @@
 //! Every metric name used by a PromQL expression of the Grafana dashboard
 //! (`helm/tenant-identity-operator/dashboards/*.json`) or of the alert rules rendered into the
 //! PrometheusRule (`helm/tenant-identity-operator/alerts/*.yaml`) must be exported by the
-//! operator's real `/metrics` endpoint, scraped here over HTTP from the same router the binary
+//! operator's real `/metrics` endpoint, scraped here by calling the same router the binary
 //! serves. A panel or alert that references a metric the operator does not export fails this test.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
 use tenant_identity_operator::http::{Readiness, router};
 use tenant_identity_operator::metrics::Metrics;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
 
 /// Series Prometheus itself attaches to every scrape target: not exported by the operator, but
 /// legitimately used (the "operator down" alert and the "pods up" panel).
@@ -392,44 +395,22 @@ fn alert_expressions() -> Vec<(String, String)> {
 // A real scrape
 // ---------------------------------------------------------------------------------------------
 
-/// Plain HTTP/1.1 GET over a TCP socket; returns (status, body). Handles chunked bodies.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+/// GET `path` from the router, as the kubelet's probes and Prometheus would; returns
+/// (status, body).
+async fn get(app: &Router, path: &str) -> (u16, String) {
+    let request = Request::get(path)
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let response = tokio::time::timeout(Duration::from_secs(10), app.clone().oneshot(request))
         .await
-        .expect("response within 10s")
-        .unwrap();
-    let text = String::from_utf8(raw).expect("utf-8 response");
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .expect("HTTP head/body separator");
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {head}"));
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    if !chunked {
-        return (status, body.to_string());
-    }
-    let mut rest = body;
-    let mut out = String::new();
-    loop {
-        let (size, after) = rest.split_once("\r\n").expect("chunk size line");
-        let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
-        if size == 0 {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-    (status, out)
+        .unwrap_or_else(|_| panic!("GET {path}: no response within 10s"))
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: reading the body: {e}"));
+    let body = String::from_utf8(body.to_vec()).expect("utf-8 response body");
+    (status, body)
 }
 
 /// Metric families of a text exposition: sample name -> family type (from `# TYPE`).
@@ -469,25 +450,19 @@ fn exposition_samples(body: &str) -> BTreeMap<String, String> {
     samples
 }
 
-/// Serve the operator's router on 127.0.0.1:0 and scrape it after the operator has done one
-/// unit of each kind of work (a reconcile error, an Azure request), as a running operator would.
+/// Call the operator's router (the one the binary serves) and scrape it after the operator has
+/// done one unit of each kind of work (a reconcile error, an Azure request), as a running
+/// operator would.
 async fn scrape_operator() -> BTreeMap<String, String> {
     let metrics = Arc::new(Metrics::new().expect("Metrics::new"));
     let readiness = Readiness::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = router(metrics.clone(), readiness.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     // The Deployment's probes: /healthz always, /readyz only once ready.
-    assert_eq!(http_get(addr, "/healthz").await.0, 200, "/healthz");
-    assert_eq!(
-        http_get(addr, "/readyz").await.0,
-        503,
-        "/readyz before ready"
-    );
+    assert_eq!(get(&app, "/healthz").await.0, 200, "/healthz");
+    assert_eq!(get(&app, "/readyz").await.0, 503, "/readyz before ready");
     readiness.set_ready(true);
-    assert_eq!(http_get(addr, "/readyz").await.0, 200, "/readyz when ready");
+    assert_eq!(get(&app, "/readyz").await.0, 200, "/readyz when ready");
 
     // Labelled counters only appear once a label set has been used: do what a running operator
     // does at least once (values from the documented bounded label sets).
@@ -501,9 +476,8 @@ async fn scrape_operator() -> BTreeMap<String, String> {
         .with_label_values(&["put", "429"])
         .inc();
 
-    let (status, body) = http_get(addr, "/metrics").await;
+    let (status, body) = get(&app, "/metrics").await;
     assert_eq!(status, 200, "/metrics status");
-    server.abort();
     let samples = exposition_samples(&body);
     assert!(!samples.is_empty(), "empty scrape:\n{body}");
     samples

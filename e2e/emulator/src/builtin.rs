@@ -68,18 +68,6 @@ fn namespace(old: Option<&Value>, obj: &mut Value) {
     }
 }
 
-/// Discovery verbs of every emulated resource.
-pub const VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
 /// Update rules of built-in kinds: ConfigMaps and Secrets marked `immutable` keep their data.
 pub fn validate_update(res: &ResourceDef, old: &Value, new: &Value) -> Vec<crate::error::Cause> {
     let mut causes = Vec::new();

@@ -3,8 +3,19 @@
 
 use serde_json::{Value, json};
 
-use crate::builtin::VERBS;
 use crate::resources::{Registry, ResourceDef};
+
+/// Discovery verbs of every emulated resource.
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 pub fn version() -> Value {
     json!({

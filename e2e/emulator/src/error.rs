@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::response::{self, status_details};
+
 /// One entry of `details.causes`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cause {
@@ -32,14 +34,6 @@ pub fn qualified_resource(group: &str, plural: &str) -> String {
     }
 }
 
-fn details(group: &str, plural: &str, name: &str) -> Value {
-    let mut d = json!({ "name": name, "kind": plural });
-    if !group.is_empty() {
-        d["group"] = json!(group);
-    }
-    d
-}
-
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         ApiError {
@@ -61,7 +55,7 @@ impl ApiError {
             "NotFound",
             format!("{} \"{name}\" not found", qualified_resource(group, plural)),
         )
-        .with_details(details(group, plural, name))
+        .with_details(status_details(group, plural, name))
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
@@ -73,7 +67,7 @@ impl ApiError {
                 qualified_resource(group, plural)
             ),
         )
-        .with_details(details(group, plural, name))
+        .with_details(status_details(group, plural, name))
     }
 
     pub fn conflict(group: &str, plural: &str, name: &str) -> Self {
@@ -86,7 +80,7 @@ impl ApiError {
                 qualified_resource(group, plural)
             ),
         )
-        .with_details(details(group, plural, name))
+        .with_details(status_details(group, plural, name))
     }
 
     pub fn precondition_failed(group: &str, plural: &str, name: &str, what: &str) -> Self {
@@ -98,7 +92,7 @@ impl ApiError {
                 qualified_resource(group, plural)
             ),
         )
-        .with_details(details(group, plural, name))
+        .with_details(status_details(group, plural, name))
     }
 
     /// `Kind.group "name" is invalid: <causes>` (one cause bare, several in brackets, like
@@ -177,19 +171,7 @@ impl ApiError {
 
     /// The `Status` object body.
     pub fn to_status(&self) -> Value {
-        let mut s = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if let Some(d) = &self.details {
-            s["details"] = d.clone();
-        }
-        s
+        response::failure_status(self.code, self.reason, &self.message, self.details.as_ref())
     }
 }
 
@@ -204,19 +186,6 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        crate::routes::json_response(code, &self.to_status())
+        response::json_response(code, &self.to_status())
     }
-}
-
-/// A `Status` of success, as returned by DELETE of an object that is gone immediately.
-pub fn success_status(group: &str, plural: &str, name: &str, uid: &str) -> Value {
-    let mut d = details(group, plural, name);
-    d["uid"] = json!(uid);
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": d,
-    })
 }

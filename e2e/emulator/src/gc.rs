@@ -18,20 +18,13 @@ const CRD_CLEANUP: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 /// Runs passes whenever notified, until `shutdown` flips to true.
 pub async fn run(store: Arc<Mutex<Store>>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let notify = match store.lock() {
-        Ok(s) => s.controllers.clone(),
-        Err(p) => p.into_inner().controllers.clone(),
-    };
+    let notify = crate::store::lock(&store).controllers.clone();
     loop {
         tokio::select! {
             _ = notify.notified() => {}
             _ = shutdown.changed() => return,
         }
-        let mut guard = match store.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        run_passes(&mut guard);
+        run_passes(&mut crate::store::lock(&store));
     }
 }
 

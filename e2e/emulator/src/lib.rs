@@ -17,8 +17,10 @@ mod object;
 mod ops;
 mod patch;
 mod resources;
+mod response;
 mod routes;
 mod selectors;
+mod state;
 mod store;
 mod validation;
 mod watch;
@@ -32,7 +34,7 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::routes::AppState;
+use crate::state::AppState;
 use crate::store::Store;
 
 /// Events kept for watches resuming from an older resourceVersion.

@@ -4,7 +4,7 @@
 //! lock; the lock is never held across an await.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,45 +15,19 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::discovery;
-use crate::error::{ApiError, success_status};
+use crate::error::ApiError;
 use crate::ops::{self, DeleteOptions, Deleted, ListOptions, Target, WriteOptions};
 use crate::patch::PatchType;
+use crate::response::{json_response, partial_metadata, partial_metadata_list, success_status};
 use crate::selectors::{FieldSelector, LabelSelector, Selectors};
-use crate::store::Store;
+use crate::state::AppState;
 use crate::watch::{self, WatchParams};
-
-pub struct AppState {
-    pub store: Arc<Mutex<Store>>,
-    pub issuer: String,
-    pub url: String,
-    /// Bumped to end every open watch (shutdown, or a simulated etcd compaction).
-    pub stop_watches: tokio::sync::watch::Sender<u64>,
-    /// Set once shutdown starts: watches opened from then on end right after their snapshot.
-    pub closing: std::sync::atomic::AtomicBool,
-}
-
-impl AppState {
-    pub fn lock(&self) -> MutexGuard<'_, Store> {
-        // A panic while holding the lock leaves the store as it was between two steps of one
-        // request; carrying on is better than failing every later request of a test run.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .fallback(handle)
         .layer(DefaultBodyLimit::max(32 * 1024 * 1024))
         .with_state(state)
-}
-
-pub fn json_response(code: StatusCode, v: &Value) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        v.to_string(),
-    )
-        .into_response()
 }
 
 fn ok(v: &Value) -> Result<Response, ApiError> {
@@ -165,30 +139,6 @@ fn accepts(headers: &HeaderMap, what: &str) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains(what))
-}
-
-/// `PartialObjectMetadata` rendering, asked for with
-/// `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`.
-pub fn partial_metadata(obj: &Value) -> Value {
-    json!({
-        "apiVersion": "meta.k8s.io/v1",
-        "kind": "PartialObjectMetadata",
-        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-    })
-}
-
-fn partial_metadata_list(list: &Value) -> Value {
-    let items: Vec<Value> = list
-        .get("items")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(partial_metadata).collect())
-        .unwrap_or_default();
-    json!({
-        "apiVersion": "meta.k8s.io/v1",
-        "kind": "PartialObjectMetadataList",
-        "metadata": list.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        "items": items,
-    })
 }
 
 fn selectors(q: &Query) -> Result<Selectors, ApiError> {

@@ -6,8 +6,8 @@
 //! is held, so a watch that subscribes under the lock sees every event after its snapshot.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
@@ -37,6 +37,13 @@ pub struct StoreEvent {
 }
 
 type ObjKey = (String, String);
+
+/// Locks the store shared by request handlers and controllers.
+pub fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
+    // A panic while holding the lock leaves the store as it was between two steps of one
+    // request; carrying on is better than failing every later request of a test run.
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 pub struct Store {
     pub registry: Registry,

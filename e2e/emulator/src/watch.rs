@@ -17,9 +17,11 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::error::ApiError;
 use crate::ops::{self, Target};
-use crate::routes::AppState;
+use crate::response::partial_metadata;
 use crate::selectors::Selectors;
+use crate::state::AppState;
 use crate::store::{EventType, StoreEvent};
 
 /// How often a watch that asked for bookmarks gets one.
@@ -57,7 +59,7 @@ fn bookmark(t: &Target, rv: u64, initial_end: bool) -> Bytes {
 /// moves an object into or out of the selection is seen as ADDED or DELETED.
 fn render(t: &Target, obj: Value, metadata_only: bool) -> Value {
     if metadata_only {
-        crate::routes::partial_metadata(&obj)
+        partial_metadata(&obj)
     } else {
         t.res.convert(obj, &t.version)
     }
@@ -97,15 +99,7 @@ fn transform(ev: &StoreEvent, t: &Target, p: &WatchParams) -> Option<Bytes> {
 fn expired(requested: u64, floor: u64) -> Bytes {
     line(
         "ERROR",
-        json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": format!("too old resource version: {requested} ({floor})"),
-            "reason": "Expired",
-            "code": 410,
-        }),
+        ApiError::gone(format!("too old resource version: {requested} ({floor})")).to_status(),
     )
 }
 
@@ -129,10 +123,8 @@ pub fn serve(state: Arc<AppState>, t: Target, p: WatchParams) -> Response {
                 Err(_) => {
                     initial.push(line(
                         "ERROR",
-                        crate::error::ApiError::bad_request(format!(
-                            "invalid resource version: {requested}"
-                        ))
-                        .to_status(),
+                        ApiError::bad_request(format!("invalid resource version: {requested}"))
+                            .to_status(),
                     ));
                     ended = true;
                 }

@@ -96,27 +96,19 @@ pub fn validate_update(res: &ResourceDef, old: &Value, new: &Value) -> Vec<crate
     causes
 }
 
-/// Event validation of `pkg/apis/core/validation/events.go` (`ValidateEventCreate`,
-/// `legacyValidateEvent`): events.k8s.io/v1 creates are checked strictly (eventTime,
-/// reportingController/Instance, action, reason, length limits, no deprecated fields); core/v1
-/// events only by the legacy rules. Field paths are the internal (core) names the server prints.
+/// events.k8s.io/v1 Event validation of `pkg/apis/core/validation/events.go`: every write by
+/// the legacy rules (`legacyValidateEvent`), creates also strictly (`ValidateEventCreate`:
+/// eventTime, type, no deprecated fields). Field paths are the internal (core) names the server
+/// prints, e.g. `involvedObject.namespace` for `regarding.namespace` and `message` for `note`.
 pub fn validate_event(res: &ResourceDef, obj: &Value, creating: bool) -> Vec<crate::error::Cause> {
     let mut causes = Vec::new();
-    if res.plural != "events" || !matches!(res.group.as_str(), "" | "events.k8s.io") {
+    if !(res.group == "events.k8s.io" && res.plural == "events") {
         return causes;
     }
-    let strict = res.group == "events.k8s.io";
     let s = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default();
-    let (controller, message, involved) = if strict {
-        (s("reportingController"), s("note"), obj.get("regarding"))
-    } else {
-        (
-            s("reportingComponent"),
-            s("message"),
-            obj.get("involvedObject"),
-        )
-    };
-    let involved_ns = involved
+    let (controller, message) = (s("reportingController"), s("note"));
+    let involved_ns = obj
+        .get("regarding")
         .and_then(|i| i.get("namespace"))
         .and_then(Value::as_str)
         .unwrap_or_default();
@@ -189,7 +181,7 @@ pub fn validate_event(res: &ResourceDef, obj: &Value, creating: bool) -> Vec<cra
         too_long(&mut push, "reason", s("reason"), 128);
         too_long(&mut push, "message", message, 1024);
     }
-    if strict && creating {
+    if creating {
         if event_time.is_none() {
             push("FieldValueRequired", "eventTime", "Required value".into());
         }

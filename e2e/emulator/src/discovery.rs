@@ -7,14 +7,7 @@ use crate::resources::{Registry, ResourceDef};
 
 /// Discovery verbs of every emulated resource.
 const VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
+    "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 
 pub fn version() -> Value {

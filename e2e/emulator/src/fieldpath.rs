@@ -1,6 +1,7 @@
 //! Field paths and field sets, the vocabulary of server-side apply (structured-merge-diff):
 //! which fields an object sets, how two objects differ, how an applied configuration merges
-//! into a live object, and the `FieldsV1` wire format (`f:`, `k:`, `v:`, `i:`, `.`).
+//! into a live object, and the `FieldsV1` wire format (`f:`, `k:`, `v:`, `.`; every list is atomic,
+//! associative or a set, so `i:` index elements never arise).
 
 use std::collections::BTreeSet;
 
@@ -15,8 +16,6 @@ pub enum PathElement {
     Key(String),
     /// A set-list item by value: `v:"foo"`.
     Value(String),
-    /// A list item by index: `i:0` (only for lists that are neither atomic nor associative).
-    Index(usize),
 }
 
 pub type Path = Vec<PathElement>;
@@ -414,7 +413,6 @@ pub fn path_exists(obj: &Value, path: &[PathElement], shape: Shape, prefix: &mut
         (PathElement::Value(_), Value::Array(list)) => {
             return rest.is_empty() && list.iter().any(|i| &value_elem(i) == first);
         }
-        (PathElement::Index(i), Value::Array(list)) => list.get(*i).map(|c| (c, shape.items())),
         _ => None,
     };
     match found {
@@ -433,7 +431,6 @@ fn elem_str(e: &PathElement) -> String {
         PathElement::Field(f) => format!("f:{f}"),
         PathElement::Key(k) => format!("k:{k}"),
         PathElement::Value(v) => format!("v:{v}"),
-        PathElement::Index(i) => format!("i:{i}"),
     }
 }
 
@@ -479,7 +476,6 @@ fn parse_elem(s: &str) -> Option<PathElement> {
             let v: Value = serde_json::from_str(rest).ok()?;
             Some(value_elem(&v))
         }
-        "i:" => rest.parse().ok().map(PathElement::Index),
         _ => None,
     }
 }
@@ -526,7 +522,6 @@ pub fn path_string(path: &[PathElement]) -> String {
                 s.push_str(&format!("[{}]", parts.join(",")));
             }
             PathElement::Value(v) => s.push_str(&format!("[={v}]")),
-            PathElement::Index(i) => s.push_str(&format!("[{i}]")),
         }
     }
     s

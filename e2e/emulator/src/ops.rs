@@ -69,7 +69,6 @@ pub struct WriteOptions {
     /// Whether `manager` came from the `fieldManager` parameter (required for apply) rather
     /// than from the user agent.
     pub manager_explicit: bool,
-    pub dry_run: bool,
     pub force: bool,
     /// `fieldValidation=Strict`: unknown fields of custom resources are an error, not pruned.
     pub strict: bool,
@@ -380,9 +379,6 @@ fn finish_create(
     if store.get(&key, t.ns(), &name).is_some() {
         return Err(ApiError::already_exists(&res.group, &res.plural, &name));
     }
-    if opts.dry_run {
-        return Ok(res.convert(obj, &t.version));
-    }
     let stored = store.put(&key, obj, None);
     if let Some(def) = defined {
         store.registry.register(def);
@@ -555,9 +551,6 @@ fn finish_update(
         // A write that changes nothing is not a write: no new resourceVersion, no event.
         return Ok(res.convert(old, &t.version));
     }
-    if opts.dry_run {
-        return Ok(res.convert(candidate, &t.version));
-    }
     if object::is_terminating(&obj) {
         store.controllers.notify_one();
         if object::finalizers(&obj).is_empty() && !res.is_namespace() {
@@ -593,7 +586,7 @@ pub fn create(
     finish_create(store, &t, body, Ownership::Update, opts)
 }
 
-/// PUT. Creates only for kinds that allow create-on-update (core events).
+/// PUT of an existing object.
 pub fn update(
     store: &mut Store,
     t: &Target,
@@ -601,13 +594,11 @@ pub fn update(
     opts: &WriteOptions,
 ) -> Result<Value, ApiError> {
     normalize_type_meta(&mut body, t)?;
-    match store.get(&t.res.key(), t.ns(), t.name()).cloned() {
-        Some(old) => finish_update(store, t, old, body, Ownership::Update, opts),
-        None if t.res.group.is_empty() && t.res.plural == "events" && !t.is_status() => {
-            finish_create(store, t, body, Ownership::Update, opts)
-        }
-        None => Err(t.not_found()),
-    }
+    let old = store
+        .get(&t.res.key(), t.ns(), t.name())
+        .cloned()
+        .ok_or_else(|| t.not_found())?;
+    finish_update(store, t, old, body, Ownership::Update, opts)
 }
 
 /// PATCH of any type. Returns the object and whether it was created (apply only).
@@ -751,8 +742,6 @@ fn apply(
 pub struct DeleteOptions {
     pub propagation: Option<String>,
     pub precondition_uid: Option<String>,
-    pub precondition_rv: Option<String>,
-    pub dry_run: bool,
 }
 
 pub enum Deleted {
@@ -802,27 +791,7 @@ pub fn delete_object(
             ),
         ));
     }
-    if let Some(rv) = &d.precondition_rv
-        && rv != object::resource_version(&old)
-    {
-        return Err(ApiError::precondition_failed(
-            &res.group,
-            &res.plural,
-            name,
-            &format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                object::resource_version(&old)
-            ),
-        ));
-    }
     let must_wait = !object::finalizers(&old).is_empty() || res.is_namespace() || res.is_crd();
-    if d.dry_run {
-        return Ok(if must_wait {
-            Deleted::Pending(old)
-        } else {
-            Deleted::Gone(old)
-        });
-    }
     if d.propagation.as_deref() == Some("Orphan") {
         orphan_dependents(store, object::uid(&old));
     }
@@ -995,39 +964,5 @@ pub fn list(store: &Store, t: &Target, opts: &ListOptions) -> Result<Value, ApiE
         "apiVersion": t.res.api_version(&t.version),
         "metadata": metadata,
         "items": page,
-    }))
-}
-
-/// DELETE on a collection: deletes every selected object, returns them as a list.
-pub fn delete_collection(
-    store: &mut Store,
-    t: &Target,
-    selectors: &Selectors,
-    d: &DeleteOptions,
-) -> Result<Value, ApiError> {
-    let targets: Vec<(String, String)> = select(store, t, selectors)
-        .into_iter()
-        .map(|o| {
-            (
-                object::namespace(o).to_string(),
-                object::name(o).to_string(),
-            )
-        })
-        .collect();
-    let mut items = Vec::new();
-    for (ns, name) in targets {
-        match delete_object(store, &t.res, &ns, &name, d) {
-            Ok(Deleted::Gone(v)) | Ok(Deleted::Pending(v)) => {
-                items.push(t.res.convert(v, &t.version))
-            }
-            Err(e) if e.code == 404 => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(json!({
-        "kind": t.res.list_kind,
-        "apiVersion": t.res.api_version(&t.version),
-        "metadata": {"resourceVersion": store.current_rv().to_string()},
-        "items": items,
     }))
 }

@@ -208,7 +208,6 @@ pub fn builtin_registry() -> Registry {
     r.register(builtin("", "v1", "configmaps", "ConfigMap", true).short(&["cm"]));
     r.register(builtin("", "v1", "secrets", "Secret", true));
     r.register(builtin("", "v1", "serviceaccounts", "ServiceAccount", true).short(&["sa"]));
-    r.register(builtin("", "v1", "events", "Event", true).short(&["ev"]));
     r.register(builtin("events.k8s.io", "v1", "events", "Event", true).short(&["ev"]));
     r.register(builtin(
         "coordination.k8s.io",

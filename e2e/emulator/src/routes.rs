@@ -149,11 +149,9 @@ fn selectors(q: &Query) -> Result<Selectors, ApiError> {
 }
 
 fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .or_else(|_| serde_yaml::from_slice(body))
-        .map_err(|e| {
-            ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
-        })
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+    })
 }
 
 /// The field manager of a non-apply write: the `fieldManager` parameter, else the user agent's
@@ -171,35 +169,17 @@ fn manager(q: &Query, headers: &HeaderMap) -> String {
         .to_string()
 }
 
-fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
-    let mut d = DeleteOptions {
-        propagation: q.get("propagationPolicy").cloned(),
-        dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
-        ..Default::default()
-    };
-    if !body.is_empty() {
-        let b = parse_body(body)?;
-        if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
-            d.propagation = Some(p.to_string());
-        }
-        if let Some(pre) = b.get("preconditions") {
-            d.precondition_uid = pre.get("uid").and_then(Value::as_str).map(String::from);
-            d.precondition_rv = pre
-                .get("resourceVersion")
-                .and_then(Value::as_str)
-                .map(String::from);
-        }
-        if b.get("dryRun")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|x| x == "All"))
-        {
-            d.dry_run = true;
-        }
-        if b.get("orphanDependents") == Some(&Value::Bool(true)) {
-            d.propagation = Some("Orphan".into());
-        }
+/// `DeleteOptions` from the request body, where kube-rs (like kubectl) sends them.
+fn delete_options(body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    if body.is_empty() {
+        return Ok(DeleteOptions::default());
     }
-    Ok(d)
+    let b = parse_body(body)?;
+    let field = |v: Option<&Value>| v.and_then(Value::as_str).map(String::from);
+    Ok(DeleteOptions {
+        propagation: field(b.get("propagationPolicy")),
+        precondition_uid: field(b.pointer("/preconditions/uid")),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -216,9 +196,8 @@ fn resource(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found_path(uri.path());
     // `/namespaces/{ns}/status` is the namespace's own subresource, not a resource in it.
-    let scoped = rest.len() >= 3
-        && rest[0] == "namespaces"
-        && !(rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
+    let scoped =
+        rest.len() >= 3 && rest[0] == "namespaces" && !(rest.len() == 3 && rest[2] == "status");
     let (namespace, rest) = if scoped {
         (Some(rest[1]), &rest[2..])
     } else {
@@ -256,7 +235,6 @@ fn resource(
     let opts = WriteOptions {
         manager: manager(q, headers),
         manager_explicit: q.get("fieldManager").is_some_and(|m| !m.is_empty()),
-        dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         force: flag(q, "force"),
         strict: q.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
@@ -338,7 +316,7 @@ fn resource(
             Ok(json_response(code, &obj))
         }
         (Method::DELETE, true) => {
-            let d = delete_options(q, body)?;
+            let d = delete_options(body)?;
             match ops::delete(&mut st.lock(), &t, &d)? {
                 Deleted::Pending(obj) => ok(&obj),
                 Deleted::Gone(obj) => ok(&success_status(
@@ -348,11 +326,6 @@ fn resource(
                     crate::object::uid(&obj),
                 )),
             }
-        }
-        (Method::DELETE, false) => {
-            let d = delete_options(q, body)?;
-            let sel = selectors(q)?;
-            ok(&ops::delete_collection(&mut st.lock(), &t, &sel, &d)?)
         }
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({})",

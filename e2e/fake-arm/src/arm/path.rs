@@ -1,0 +1,107 @@
+//! ARM request paths the fake serves. Literal segments match case-insensitively because ARM
+//! paths do; every segment is percent-decoded.
+
+use crate::model::IdentityRef;
+
+/// `.../userAssignedIdentities/{i}/federatedIdentityCredentials[/{n}]`.
+pub(crate) struct ArmPath {
+    pub(crate) identity: IdentityRef,
+    /// The credential's name; `None` for the collection.
+    pub(crate) credential: Option<String>,
+}
+
+/// Segments of the identity's own path:
+/// `subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{i}`.
+const IDENTITY_SEGMENTS: usize = 8;
+
+/// Parse `/subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.ManagedIdentity/
+/// userAssignedIdentities/{i}/federatedIdentityCredentials[/{n}]`.
+pub(crate) fn parse_arm_path(path: &str) -> Option<ArmPath> {
+    let segments = decoded_segments(path);
+    if segments.len() != IDENTITY_SEGMENTS + 1 && segments.len() != IDENTITY_SEGMENTS + 2 {
+        return None;
+    }
+    let identity = identity_prefix(&segments)?;
+    if !segments[IDENTITY_SEGMENTS].eq_ignore_ascii_case("federatedIdentityCredentials") {
+        return None;
+    }
+    Some(ArmPath {
+        identity,
+        credential: segments.get(IDENTITY_SEGMENTS + 1).cloned(),
+    })
+}
+
+fn decoded_segments(path: &str) -> Vec<String> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect()
+}
+
+/// The identity the first [`IDENTITY_SEGMENTS`] segments address; `None` if a literal segment
+/// does not match or any segment is empty.
+fn identity_prefix(segments: &[String]) -> Option<IdentityRef> {
+    if segments.len() < IDENTITY_SEGMENTS || segments.iter().any(String::is_empty) {
+        return None;
+    }
+    let literal = |i: usize, expected: &str| segments[i].eq_ignore_ascii_case(expected);
+    let ok = literal(0, "subscriptions")
+        && literal(2, "resourceGroups")
+        && literal(4, "providers")
+        && literal(5, "Microsoft.ManagedIdentity")
+        && literal(6, "userAssignedIdentities");
+    ok.then(|| IdentityRef::new(&segments[1], &segments[3], &segments[7]))
+}
+
+/// Percent-decode one path segment; malformed escapes are kept as they are and invalid UTF-8
+/// becomes U+FFFD.
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let decoded = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(v) = decoded {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arm_path_parsing_is_case_insensitive_and_decodes() {
+        let p = parse_arm_path(
+            "/subscriptions/s/resourcegroups/rg%28x%29/providers/microsoft.managedidentity/USERASSIGNEDIDENTITIES/id/federatedidentitycredentials/fic",
+        )
+        .expect("parses");
+        assert_eq!(p.identity, IdentityRef::new("s", "rg(x)", "id"));
+        assert_eq!(p.credential.as_deref(), Some("fic"));
+        assert!(parse_arm_path("/subscriptions/s/resourceGroups/rg").is_none());
+        assert!(
+            parse_arm_path(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Other/userAssignedIdentities/i/federatedIdentityCredentials"
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn percent_decoding_leaves_malformed_escapes() {
+        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%"), "%");
+    }
+}

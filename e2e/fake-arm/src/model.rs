@@ -1,0 +1,232 @@
+//! The fake's public data types and the contract constants they are checked against. Plain
+//! data: nothing here knows about HTTP or the shared state.
+
+use serde::{Deserialize, Serialize};
+
+/// At most this many federated identity credentials per user-assigned identity (Entra limit).
+pub const MAX_CREDENTIALS_PER_IDENTITY: usize = 20;
+
+/// API versions that serve `federatedIdentityCredentials` (stable and preview; 2018-11-30 does not).
+pub const SUPPORTED_API_VERSIONS: &[&str] = &[
+    "2022-01-31-preview",
+    "2023-01-31",
+    "2023-07-31-preview",
+    "2024-11-30",
+    "2025-01-31-preview",
+    "2025-05-31-preview",
+    "2026-05-31",
+];
+
+/// ARM resource type of a federated identity credential.
+pub const CREDENTIAL_TYPE: &str =
+    "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials";
+
+/// Error code used for the 20-credential limit. NOT VERIFIED against the real service (see the
+/// crate docs); ARM uses `BadRequest` for the other documented FIC validation errors.
+pub const LIMIT_ERROR_CODE: &str = "BadRequest";
+
+/// Documented message for a duplicate issuer+subject on one identity.
+pub const DUPLICATE_MESSAGE: &str =
+    "Issuer and subject combination already exists for this Managed Identity.";
+
+/// Error code ARM returns for concurrent FIC writes under one identity (409).
+pub const CONCURRENT_WRITE_CODE: &str =
+    "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity";
+
+/// Message for the 20-credential limit. NOT VERIFIED against the real service.
+pub fn limit_error_message() -> String {
+    format!(
+        "The number of federated identity credentials for this managed identity cannot exceed {MAX_CREDENTIALS_PER_IDENTITY}."
+    )
+}
+
+/// One kind of call the fake serves; used for counters and fault injection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// `GET .../federatedIdentityCredentials/{name}`
+    Get,
+    /// `PUT .../federatedIdentityCredentials/{name}`
+    Put,
+    /// `DELETE .../federatedIdentityCredentials/{name}`
+    Delete,
+    /// `GET .../federatedIdentityCredentials` (each page counts once)
+    List,
+    /// `POST /{tenant}/oauth2/v2.0/token`
+    Token,
+}
+
+/// Calls received since start or the last [`FakeArm::reset_calls`](crate::FakeArm::reset_calls),
+/// by operation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallCounts {
+    pub get: u64,
+    pub put: u64,
+    pub delete: u64,
+    pub list: u64,
+    pub token: u64,
+    /// Requests to an ARM path with a method the API does not have.
+    pub other: u64,
+    /// Writes rejected with 409 because another write to the same identity was in flight.
+    pub conflicts: u64,
+}
+
+impl CallCounts {
+    /// PUT + DELETE calls: what "a steady state makes no writes" is asserted on.
+    pub fn writes(&self) -> u64 {
+        self.put + self.delete
+    }
+
+    pub(crate) fn bump(&mut self, op: Operation) {
+        match op {
+            Operation::Get => self.get += 1,
+            Operation::Put => self.put += 1,
+            Operation::Delete => self.delete += 1,
+            Operation::List => self.list += 1,
+            Operation::Token => self.token += 1,
+        }
+    }
+}
+
+/// A fault to return instead of serving the next `count` calls of `operation`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    pub operation: Operation,
+    /// HTTP status to answer with (e.g. 429, 503, 403).
+    pub status: u16,
+    /// How many consecutive calls of `operation` fail (default 1).
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Value of the `Retry-After` header, verbatim (seconds or an HTTP date).
+    #[serde(default)]
+    pub retry_after: Option<String>,
+    /// ARM error code; a status-appropriate default when absent.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// ARM error message; a status-appropriate default when absent.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Fault {
+    /// A fault of `status` for the next call of `operation`.
+    pub fn new(operation: Operation, status: u16) -> Self {
+        Fault {
+            operation,
+            status,
+            count: 1,
+            retry_after: None,
+            code: None,
+            message: None,
+        }
+    }
+
+    /// Fail the next `count` calls instead of one.
+    pub fn times(mut self, count: u32) -> Self {
+        self.count = count;
+        self
+    }
+
+    /// Add a `Retry-After` header (seconds or HTTP date).
+    pub fn retry_after(mut self, value: impl Into<String>) -> Self {
+        self.retry_after = Some(value.into());
+        self
+    }
+
+    /// Set the ARM error code and message.
+    pub fn error(mut self, code: impl Into<String>, message: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self.message = Some(message.into());
+        self
+    }
+}
+
+/// A user-assigned managed identity, addressed like ARM addresses it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityRef {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+}
+
+impl IdentityRef {
+    pub fn new(
+        subscription_id: impl Into<String>,
+        resource_group: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        IdentityRef {
+            subscription_id: subscription_id.into(),
+            resource_group: resource_group.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The identity's ARM resource id (casing as in the service's example responses).
+    pub fn arm_id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourcegroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
+            self.subscription_id, self.resource_group, self.name
+        )
+    }
+
+    /// ARM ids are case-insensitive; this is the map key.
+    pub(crate) fn key(&self) -> String {
+        self.arm_id().to_ascii_lowercase()
+    }
+}
+
+/// A federated identity credential as stored by the fake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCredential {
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+}
+
+impl StoredCredential {
+    pub fn new(
+        name: impl Into<String>,
+        issuer: impl Into<String>,
+        subject: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Self {
+        StoredCredential {
+            name: name.into(),
+            issuer: issuer.into(),
+            subject: subject.into(),
+            audiences: vec![audience.into()],
+        }
+    }
+}
+
+/// One request the token endpoint accepted (tests check the assertion was re-read).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRequestRecord {
+    pub tenant: String,
+    pub client_id: String,
+    pub scope: String,
+    pub client_assertion: String,
+}
+
+/// Knobs, settable over HTTP with `PUT /_fake/config` (absent fields are left unchanged).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FakeConfig {
+    /// How long a write keeps its identity busy (overlapping writes get 409).
+    pub busy_window_ms: Option<u64>,
+    /// Serve lists in pages of this size (with `nextLink`); `0` = no paging.
+    pub page_size: Option<usize>,
+    /// `expires_in` advertised by the token endpoint. Issued tokens stay valid at the fake
+    /// regardless, so a test can force client-side refreshes without getting 401s.
+    pub token_expires_in: Option<u64>,
+}

@@ -92,7 +92,12 @@ pub(crate) async fn token_endpoint(
             "AADSTS1002012: The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.",
         );
     }
-    let token = format!("fake-arm-token-{}-{}", state.issued.len() + 1, nonce());
+    // A random (v4) suffix so tokens from two fakes never collide; not a secret.
+    let token = format!(
+        "fake-arm-token-{}-{}",
+        state.issued.len() + 1,
+        uuid::Uuid::new_v4().simple()
+    );
     state.tokens.insert(token.clone());
     state.issued.push(token.clone());
     let record = TokenRequestRecord {
@@ -110,12 +115,4 @@ pub(crate) async fn token_endpoint(
         "access_token": token,
     }))
     .into_response()
-}
-
-/// Unpredictable-enough suffix so tokens from two fakes never collide; not a secret.
-fn nonce() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
 }

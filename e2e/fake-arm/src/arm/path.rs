@@ -1,6 +1,8 @@
 //! ARM request paths the fake serves. Literal segments match case-insensitively because ARM
 //! paths do; every segment is percent-decoded.
 
+use percent_encoding::percent_decode_str;
+
 use crate::model::IdentityRef;
 
 /// `.../userAssignedIdentities/{i}/federatedIdentityCredentials[/{n}]`.
@@ -56,24 +58,7 @@ fn identity_prefix(segments: &[String]) -> Option<IdentityRef> {
 /// Percent-decode one path segment; malformed escapes are kept as they are and invalid UTF-8
 /// becomes U+FFFD.
 fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let decoded = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(v) = decoded {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(segment).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `identity.tenancy.dev/v1alpha1` `TenantIdentity`.
 //!
 //! Validation lives in the schema (OpenAPI patterns and CEL `x-kubernetes-validations`) so that
-//! `kubectl apply` rejects bad input before the operator sees it. The operator runs the same rules
-//! again client-side (`TenantIdentity::validate_cel`) plus the checks in [`crate::validate`].
+//! `kubectl apply` rejects bad input before the operator sees it. The operator evaluates this same
+//! schema and its CEL rules again (defence in depth) before it plans anything, plus the few checks
+//! only it can make (defaults from its flags, host names that collide after hashing).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};

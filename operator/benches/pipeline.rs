@@ -4,6 +4,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
+use kube::Resource;
 use tenant_identity_crd::TenantIdentity;
 use tenant_identity_operator::{
     children,
@@ -31,16 +32,17 @@ fn bench(c: &mut Criterion) {
     let settings = Settings::default();
     for n in [1, 20] {
         let ti = tenant(n);
+        let owner = ti.controller_owner_ref(&()).expect("bench input has a uid");
         c.bench_function(&format!("validate+resolve+children/{n}-subjects"), |b| {
             b.iter(|| {
                 let plan = plan::resolve(&ti, &settings, "https://issuer/").expect("valid");
-                std::hint::black_box(children::owned(&ti, &plan));
+                std::hint::black_box(children::owned(&plan, &owner));
             })
         });
     }
     let ti = tenant(20);
     c.bench_function("validate-only/20-subjects", |b| {
-        b.iter(|| std::hint::black_box(plan::validate(&ti)))
+        b.iter(|| std::hint::black_box(plan::validate(&ti, &settings)))
     });
 }
 

@@ -1,9 +1,10 @@
 //! Reconcile errors. The variant name is the condition reason and the
 //! `tenant_identity_reconcile_errors_total{reason}` label, so the set stays small and stable.
+//! A credential backend's failure carries the backend's own reason ([`BackendError`]).
 
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr, strum::VariantNames)]
 pub enum Error {
     /// A Kubernetes API call failed (network, 5xx, conflict, forbidden).
     #[error("Kubernetes API: {0}")]
@@ -19,45 +20,53 @@ pub enum Error {
     /// The OIDC issuer could not be discovered from the API server.
     #[error("{0}")]
     IssuerUnavailable(String),
-    /// The managedIdentity backend is requested but the operator has no Azure identity.
+    /// A credential backend failed; the reason is the backend's.
     #[error("{0}")]
-    ArmBackendUnavailable(String),
-    /// An Azure Resource Manager call failed; the ARM error's own variant is the reason.
-    #[error("{0}")]
-    Azure(#[from] crate::azure::ArmError),
+    Backend(BackendError),
+}
+
+/// A credential backend's failure, as the controller needs it: a reason (PascalCase, bounded:
+/// each backend lists its reasons), a message a person can act on, and a retry policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BackendError {
+    pub reason: &'static str,
+    pub message: String,
+    /// Only a person can fix it: requeue slowly instead of backing off further.
+    pub terminal: bool,
+    /// The remote side asked for this wait (HTTP 429 `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        Error::Backend(e)
+    }
 }
 
 impl Error {
     /// Every reason [`Error::reason`] can return, for pre-created metric series.
     pub fn all_reasons() -> impl Iterator<Item = &'static str> {
-        [
-            "KubernetesApiError",
-            "DependencyMissing",
-            "FinalizerError",
-            "IssuerUnavailable",
-            "ArmBackendUnavailable",
-        ]
-        .into_iter()
-        .chain(crate::azure::ArmError::REASONS)
+        <Error as strum::VariantNames>::VARIANTS
+            .iter()
+            .copied()
+            .filter(|v| *v != "Backend")
+            .chain(crate::backends::all_reasons())
     }
 
     /// Condition reason and metric label.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::KubernetesApiError(_) => "KubernetesApiError",
-            Error::DependencyMissing { .. } => "DependencyMissing",
-            Error::FinalizerError(_) => "FinalizerError",
-            Error::IssuerUnavailable(_) => "IssuerUnavailable",
-            Error::ArmBackendUnavailable(_) => "ArmBackendUnavailable",
-            Error::Azure(e) => e.reason(),
+            Error::Backend(e) => e.reason,
+            other => other.into(),
         }
     }
 
     /// Terminal errors need a human; retrying soon would only add load.
     pub fn is_terminal(&self) -> bool {
         match self {
-            Error::Azure(e) => e.is_terminal(),
-            Error::DependencyMissing { .. } | Error::ArmBackendUnavailable(_) => true,
+            Error::Backend(e) => e.terminal,
+            Error::DependencyMissing { .. } => true,
             _ => false,
         }
     }
@@ -65,9 +74,14 @@ impl Error {
     /// A delay the remote side asked for (HTTP 429 `Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Azure(e) => e.retry_after(),
+            Error::Backend(e) => e.retry_after,
             _ => None,
         }
+    }
+
+    /// The credential backend failed, so `FederatedCredentialsReady` is False too.
+    pub fn is_backend(&self) -> bool {
+        matches!(self, Error::Backend(_))
     }
 }
 
@@ -87,16 +101,20 @@ mod tests {
             },
             Error::FinalizerError("f".into()),
             Error::IssuerUnavailable("i".into()),
-            Error::ArmBackendUnavailable("a".into()),
-            Error::Azure(crate::azure::ArmError::CredentialLimitExceeded {
-                count: 21,
-                limit: 20,
-            }),
+            crate::backends::arm::unavailable().into(),
+            Error::Backend(
+                crate::azure::ArmError::CredentialLimitExceeded {
+                    count: 21,
+                    limit: 20,
+                }
+                .into(),
+            ),
         ];
         for e in samples {
             assert!(listed.contains(&e.reason()), "{}", e.reason());
         }
         assert!(listed.contains(&"KubernetesApiError"));
+        assert!(!listed.contains(&"Backend"), "not a reason of its own");
         // PascalCase, no spaces: they are condition reasons too.
         assert!(
             listed

@@ -1,11 +1,12 @@
 //! tenant-identity-operator: one `TenantIdentity` gives a vcluster tenant a Microsoft Entra
 //! workload identity end to end.
 //!
-//! Layers: pure core (`names`, `plan`, `children`, `status`, `isolation`: no Kubernetes I/O),
-//! Kubernetes glue (`controller`, `issuer`, `leader`), Azure (`azure`), process (`metrics`,
-//! `http`, `telemetry`, `render`) and a thin `main`.
+//! Layers (docs/architecture.md): pure core (`names`, `plan`, `children`, `status`,
+//! `isolation`: no I/O), Kubernetes and Azure glue (`controller`, `backends`, `azure`, `issuer`,
+//! `leader`), process (`metrics`, `http`, `telemetry`, `render`) and a thin `main`.
 
 pub mod azure;
+pub mod backends;
 pub mod children;
 pub mod controller;
 pub mod error;

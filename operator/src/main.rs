@@ -12,7 +12,8 @@ use kube::{
 use tenant_identity_crd::TenantIdentity;
 use tenant_identity_operator::{
     azure::{ArmBackend, ArmConfig},
-    controller::{self, Shared},
+    backends::Backends,
+    controller::{self, Services},
     http::{self, Readiness},
     issuer::IssuerSource,
     leader::{self, LeaseConfig},
@@ -174,7 +175,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     );
     let arm = arm_backend(&args, &metrics);
-    let shared = Arc::new(Shared {
+    let services = Arc::new(Services {
         client: client.clone(),
         recorder,
         metrics,
@@ -183,7 +184,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             require_namespace_grant: args.require_namespace_grant,
         },
         issuer: IssuerSource::new(args.oidc_issuer_url),
-        arm,
+        backends: Backends::new(arm),
     });
     let shutdown = shutdown_signal().shared();
 
@@ -198,13 +199,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             grace_seconds: 5,
         };
         leader::run_as_leader(client, config, shutdown, |stop| {
-            controller::run(shared.clone(), stop, || {})
+            controller::run(services.clone(), stop, || {})
         })
         .await
         .context("leader election")?;
     } else {
         let ready = readiness.clone();
-        controller::run(shared, shutdown.boxed(), move || ready.set_ready(true)).await;
+        controller::run(services, shutdown.boxed(), move || ready.set_ready(true)).await;
     }
     info!("stopped");
     Ok(())

@@ -1,13 +1,17 @@
-//! Pure step: validate a TenantIdentity and resolve everything the children are built from.
+//! Pure step: validate a TenantIdentity once and resolve it into the model every later step reads.
 //!
-//! Defaults (vcluster name, workload ServiceAccount, tenant id, issuer) are resolved here once,
-//! so every child module and the status agree on the same values.
+//! [`validate`] is the only validation: the CRD's own schema and CEL rules (defence in depth: the
+//! object may come from an older CRD, `render` reads files nobody validated) plus the checks only
+//! the operator can make (defaults from its flags, host names colliding after hashing). What it
+//! returns, [`Validated`], lacks only the issuer, which may need the API server; [`Plan`] is
+//! [`Validated`] plus the issuer. Builders, backends and status read the plan, never the spec.
 
 use std::{fmt, sync::OnceLock};
 
 use kube::ResourceExt;
 use tenant_identity_crd::{
-    GitAuth, MAX_SUBJECTS, Mode, TenantIdentity, VirtualServiceAccount, reasons,
+    DeletionPolicy, DeploySpec, GitAuth, GitRef, Mode, TenantIdentity, VirtualServiceAccount,
+    reasons,
 };
 
 use crate::names;
@@ -33,12 +37,85 @@ pub struct Subject {
     pub kind: SubjectKind,
     /// `system:serviceaccount:<ns>:<sa>`; case-sensitive.
     pub subject: String,
+    /// Deterministic from (namespace, name, subject); never depends on the issuer.
     pub credential_name: String,
     /// The host ServiceAccount behind the subject.
     pub service_account: String,
 }
 
-/// Everything resolved from one TenantIdentity; input of every child builder.
+/// Where the federated credentials are written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// ASO `FederatedIdentityCredential` objects owned by the tenant.
+    AzureServiceOperator(AsoOwner),
+    /// The operator writes the credentials through Azure Resource Manager itself.
+    AzureResourceManager(ManagedIdentity),
+}
+
+/// The `owner` of the ASO credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AsoOwner {
+    /// A UserAssignedIdentity object in the tenant's namespace.
+    Name(String),
+    /// The ARM id of an identity ASO does not manage.
+    ArmId(String),
+}
+
+/// A user-assigned managed identity by its ARM coordinates.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ManagedIdentity {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+}
+
+impl ManagedIdentity {
+    pub fn new(
+        subscription_id: impl Into<String>,
+        resource_group: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        ManagedIdentity {
+            subscription_id: subscription_id.into(),
+            resource_group: resource_group.into(),
+            name: name.into(),
+        }
+    }
+
+    /// `/subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{n}`
+    pub fn arm_id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
+            self.subscription_id, self.resource_group, self.name
+        )
+    }
+}
+
+impl From<&tenant_identity_crd::ManagedIdentityRef> for ManagedIdentity {
+    fn from(mi: &tenant_identity_crd::ManagedIdentityRef) -> Self {
+        ManagedIdentity::new(&mi.subscription_id, &mi.resource_group, &mi.name)
+    }
+}
+
+/// The Flux source (and optional deployment into the vcluster).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitSource {
+    pub url: String,
+    pub reference: Option<GitRef>,
+    pub interval: String,
+    pub auth: GitAuth,
+    pub deploy: Option<DeploySpec>,
+}
+
+impl GitSource {
+    /// Flux authenticates as the tenant's own `<name>-git` ServiceAccount.
+    pub fn object_level(&self) -> bool {
+        self.auth == GitAuth::ObjectLevel
+    }
+}
+
+/// Everything resolved from one accepted TenantIdentity; the input of every child builder, every
+/// credential backend and the status summary.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     pub name: String,
@@ -50,10 +127,13 @@ pub struct Plan {
     /// Byte for byte as given (AKS issuers end in `/`).
     pub issuer: String,
     pub audience: String,
+    pub backend: Backend,
+    pub deletion_policy: DeletionPolicy,
     /// Shared mode: the host SA whose annotations the operator owns.
     pub workload_service_account: Option<String>,
     /// PerServiceAccount mode: the listed virtual SAs, sorted.
     pub virtual_service_accounts: Vec<VirtualServiceAccount>,
+    pub git: Option<GitSource>,
     pub subjects: Vec<Subject>,
 }
 
@@ -66,6 +146,124 @@ impl Plan {
             .map(|s| s.service_account.clone())
             .collect()
     }
+
+    /// Flux authenticates as `<name>-git`.
+    pub fn git_object_level(&self) -> bool {
+        self.git.as_ref().is_some_and(GitSource::object_level)
+    }
+}
+
+/// A TenantIdentity that passed every check. All it lacks to be a [`Plan`] is the issuer, which
+/// the pipeline resolves (spec, flag or API server discovery) only for accepted objects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Validated {
+    /// Complete but for `issuer`, which stays private until [`Validated::with_issuer`].
+    plan: Plan,
+    spec_issuer: Option<String>,
+}
+
+impl Validated {
+    pub fn client_id(&self) -> &str {
+        &self.plan.client_id
+    }
+    pub fn namespace(&self) -> &str {
+        &self.plan.namespace
+    }
+    /// `spec.azure.issuer`, when the spec sets it.
+    pub fn spec_issuer(&self) -> Option<&str> {
+        self.spec_issuer.as_deref()
+    }
+    pub fn subjects(&self) -> &[Subject] {
+        &self.plan.subjects
+    }
+    pub fn with_issuer(self, issuer: impl Into<String>) -> Plan {
+        Plan {
+            issuer: issuer.into(),
+            ..self.plan
+        }
+    }
+}
+
+/// What removing (or revoking) a TenantIdentity must clean up outside Kubernetes. Built from
+/// the raw object without validation: an object must stay deletable whatever its spec says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Teardown {
+    pub namespace: String,
+    pub name: String,
+    /// The backend the spec names, if it names one.
+    pub backend: Option<Backend>,
+    /// Credentials to remove.
+    pub credential_names: Vec<String>,
+    /// Those among them that status reports as written.
+    pub reported_credentials: Vec<String>,
+}
+
+impl Teardown {
+    /// Revocation (the tenant must not hold the identity): what status says was written.
+    pub fn revocation(ti: &TenantIdentity) -> Self {
+        let reported = reported_credentials(ti);
+        Self {
+            namespace: ti.namespace().unwrap_or_default(),
+            name: ti.name_any(),
+            backend: declared_backend(ti),
+            credential_names: reported.clone(),
+            reported_credentials: reported,
+        }
+    }
+
+    /// Deletion: what status reports, plus what the spec implies, because a crash between a
+    /// credential write and the status write leaves one that status does not list. A refused
+    /// object never wrote anything, so its spec implies nothing.
+    pub fn deletion(ti: &TenantIdentity, settings: &Settings) -> Self {
+        let mut teardown = Self::revocation(ti);
+        if !was_refused(ti)
+            && let Ok(valid) = validate(ti, settings)
+        {
+            teardown
+                .credential_names
+                .extend(valid.subjects().iter().map(|s| s.credential_name.clone()));
+        }
+        teardown.credential_names.sort();
+        teardown.credential_names.dedup();
+        teardown
+    }
+}
+
+fn reported_credentials(ti: &TenantIdentity) -> Vec<String> {
+    ti.status
+        .as_ref()
+        .map(|s| {
+            s.subjects
+                .iter()
+                .map(|x| x.credential_name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The last status says the isolation rules refused the object.
+fn was_refused(ti: &TenantIdentity) -> bool {
+    ti.status
+        .as_ref()
+        .and_then(|s| tenant_identity_crd::conditions::find(&s.conditions, tenant_identity_crd::conditions::READY))
+        .is_some_and(|c| {
+            c.reason == reasons::IDENTITY_CLAIM_CONFLICT
+                || c.reason == reasons::IDENTITY_NOT_GRANTED
+        })
+}
+
+/// The backend a spec names, leniently (for teardown and the finalizer decision).
+pub fn declared_backend(ti: &TenantIdentity) -> Option<Backend> {
+    let identity = &ti.spec.azure.identity;
+    if let Some(mi) = &identity.managed_identity {
+        return Some(Backend::AzureResourceManager(mi.into()));
+    }
+    let aso = identity.azure_service_operator.as_ref()?;
+    aso.name
+        .clone()
+        .map(AsoOwner::Name)
+        .or_else(|| aso.arm_id.clone().map(AsoOwner::ArmId))
+        .map(Backend::AzureServiceOperator)
 }
 
 /// A spec the operator refuses; `reason` is the condition reason, the message says what to fix.
@@ -92,81 +290,119 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
-/// Re-check the rules the CRD schema enforces (defence in depth: the object may come from an
-/// older CRD, `render` reads files nobody validated) and the ones only the operator can judge.
-pub fn validate(ti: &TenantIdentity) -> Result<(), SpecError> {
+/// The one validation: the CRD's schema and CEL rules, then what only the operator can judge.
+pub fn validate(ti: &TenantIdentity, settings: &Settings) -> Result<Validated, SpecError> {
     let schema = crd_schema()
         .as_ref()
         .map_err(|e| SpecError::invalid(format!("internal: CRD schema does not compile: {e}")))?;
     check_schema(schema, ti)?;
     check_cel(schema, ti)?;
+
+    let name = ti.name_any();
+    let namespace = ti
+        .namespace()
+        .ok_or_else(|| SpecError::invalid("metadata.namespace: TenantIdentity is namespaced"))?;
     let spec = &ti.spec;
-    let guid = |field: &str, value: &str| -> Result<(), SpecError> {
-        if is_guid(value) {
-            Ok(())
-        } else {
-            Err(SpecError::invalid(format!(
-                "{field}: {value:?} is not a GUID"
-            )))
+    let vcluster = spec
+        .virtual_cluster
+        .name
+        .clone()
+        .unwrap_or_else(|| name.clone());
+    let tenant_id = spec
+        .azure
+        .tenant_id
+        .clone()
+        .or_else(|| settings.default_tenant_id.clone())
+        .ok_or_else(|| SpecError {
+            reason: reasons::TENANT_ID_MISSING,
+            message: "spec.azure.tenantId is empty and the operator has no --azure-tenant-id: set one of them".into(),
+        })?;
+    let backend = backend(ti)?;
+    let git = spec.git.as_ref().map(|g| GitSource {
+        url: g.url.clone(),
+        reference: g.reference.clone(),
+        interval: g.interval.clone(),
+        auth: g.auth,
+        deploy: g.deploy.clone(),
+    });
+
+    let mut subjects = Vec::new();
+    let mut workload_service_account = None;
+    let mut virtual_service_accounts = Vec::new();
+    match spec.virtual_cluster.mode {
+        Mode::Shared => {
+            let sa = self::workload_service_account(ti).unwrap_or_default();
+            subjects.push(subject(&namespace, &name, SubjectKind::Workload, &sa));
+            workload_service_account = Some(sa);
         }
-    };
-    guid("spec.azure.clientId", &spec.azure.client_id)?;
-    if let Some(t) = &spec.azure.tenant_id {
-        guid("spec.azure.tenantId", t)?;
+        Mode::PerServiceAccount => {
+            virtual_service_accounts = spec.virtual_cluster.service_accounts.clone();
+            virtual_service_accounts.sort();
+            for vsa in &virtual_service_accounts {
+                let host = names::synced_service_account_name(&vsa.name, &vsa.namespace, &vcluster);
+                subjects.push(subject(&namespace, &name, SubjectKind::Workload, &host));
+            }
+        }
     }
-    if let Some(mi) = &spec.azure.identity.managed_identity {
-        guid(
-            "spec.azure.identity.managedIdentity.subscriptionId",
-            &mi.subscription_id,
-        )?;
+    if git.as_ref().is_some_and(GitSource::object_level) {
+        let sa = names::git_service_account(&name);
+        subjects.push(subject(&namespace, &name, SubjectKind::FluxSource, &sa));
     }
-    if let Some(issuer) = &spec.azure.issuer
-        && !issuer.starts_with("https://")
-    {
-        return Err(SpecError::invalid(format!(
-            "spec.azure.issuer: {issuer:?} must be an https URL"
-        )));
+    // Two virtual SAs can only collide on the host after hashing; refuse rather than merge.
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &subjects {
+        if !seen.insert(s.subject.as_str()) {
+            return Err(SpecError::invalid(format!(
+                "spec.virtualCluster.serviceAccounts: two entries map to the same host subject {}",
+                s.subject
+            )));
+        }
     }
-    if spec.azure.identity.managed_identity.is_some()
-        == spec.azure.identity.azure_service_operator.is_some()
-    {
-        return Err(SpecError::invalid(
+
+    Ok(Validated {
+        plan: Plan {
+            name,
+            namespace,
+            vcluster,
+            mode: spec.virtual_cluster.mode,
+            client_id: spec.azure.client_id.clone(),
+            tenant_id,
+            issuer: String::new(),
+            audience: spec.azure.audience.clone(),
+            backend,
+            deletion_policy: spec.deletion_policy,
+            workload_service_account,
+            virtual_service_accounts,
+            git,
+            subjects,
+        },
+        spec_issuer: spec.azure.issuer.clone().filter(|i| !i.is_empty()),
+    })
+}
+
+/// Validate and attach an already-resolved issuer (for `render`, tests and benchmarks, which
+/// have no API server to discover it from).
+pub fn resolve(ti: &TenantIdentity, settings: &Settings, issuer: &str) -> Result<Plan, SpecError> {
+    Ok(validate(ti, settings)?.with_issuer(issuer))
+}
+
+fn backend(ti: &TenantIdentity) -> Result<Backend, SpecError> {
+    let identity = &ti.spec.azure.identity;
+    // The CRD's CEL rules make these exactly-one choices; the schema check above enforced them,
+    // so a miss here is an internal inconsistency worth a clear message, not a panic.
+    match (&identity.managed_identity, &identity.azure_service_operator) {
+        (Some(mi), None) => Ok(Backend::AzureResourceManager(mi.into())),
+        (None, Some(aso)) => match (&aso.name, &aso.arm_id) {
+            (Some(name), None) => Ok(Backend::AzureServiceOperator(AsoOwner::Name(name.clone()))),
+            (None, Some(id)) => Ok(Backend::AzureServiceOperator(AsoOwner::ArmId(id.clone()))),
+            _ => Err(SpecError::invalid(
+                "spec.azure.identity.azureServiceOperator: exactly one of name or armId must be set",
+            )),
+        },
+        _ => Err(SpecError::invalid(
             "spec.azure.identity: exactly one of managedIdentity or azureServiceOperator must be set",
-        ));
+        )),
     }
-    if let Some(aso) = &spec.azure.identity.azure_service_operator
-        && aso.name.is_some() == aso.arm_id.is_some()
-    {
-        return Err(SpecError::invalid(
-            "spec.azure.identity.azureServiceOperator: exactly one of name or armId must be set",
-        ));
-    }
-    let vc = &spec.virtual_cluster;
-    match vc.mode {
-        Mode::Shared if !vc.service_accounts.is_empty() => {
-            return Err(SpecError::invalid(
-                "spec.virtualCluster.serviceAccounts: only used in PerServiceAccount mode",
-            ));
-        }
-        Mode::PerServiceAccount if vc.service_accounts.is_empty() => {
-            return Err(SpecError::invalid(
-                "spec.virtualCluster.serviceAccounts: PerServiceAccount mode needs at least one entry",
-            ));
-        }
-        _ => {}
-    }
-    let flux = usize::from(git_object_level(ti));
-    let workloads = match vc.mode {
-        Mode::Shared => 1,
-        Mode::PerServiceAccount => vc.service_accounts.len(),
-    };
-    if workloads + flux > MAX_SUBJECTS {
-        return Err(SpecError::invalid(format!(
-            "spec.virtualCluster.serviceAccounts: {} subjects requested, an identity holds at most {MAX_SUBJECTS} federated credentials",
-            workloads + flux
-        )));
-    }
-    Ok(())
 }
 
 /// The CRD's own schema, compiled once: a JSON Schema validator for `spec` and the CEL rules.
@@ -235,98 +471,9 @@ fn check_cel(schema: &CrdSchema, ti: &TenantIdentity) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn is_guid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-/// True when Flux authenticates as the tenant's own `<name>-git` ServiceAccount.
-pub fn git_object_level(ti: &TenantIdentity) -> bool {
-    ti.spec
-        .git
-        .as_ref()
-        .is_some_and(|g| g.auth == GitAuth::ObjectLevel)
-}
-
-/// Resolve defaults and compute subjects. `issuer` is the already-resolved issuer (spec, flag or
-/// discovery); see `crate::issuer`.
-pub fn resolve(ti: &TenantIdentity, settings: &Settings, issuer: &str) -> Result<Plan, SpecError> {
-    validate(ti)?;
-    let name = ti.name_any();
-    let namespace = ti
-        .namespace()
-        .ok_or_else(|| SpecError::invalid("metadata.namespace: TenantIdentity is namespaced"))?;
-    let spec = &ti.spec;
-    let vcluster = spec
-        .virtual_cluster
-        .name
-        .clone()
-        .unwrap_or_else(|| name.clone());
-    let tenant_id = spec
-        .azure
-        .tenant_id
-        .clone()
-        .or_else(|| settings.default_tenant_id.clone())
-        .ok_or_else(|| SpecError {
-            reason: reasons::TENANT_ID_MISSING,
-            message: "spec.azure.tenantId is empty and the operator has no --azure-tenant-id: set one of them".into(),
-        })?;
-
-    let mut subjects = Vec::new();
-    let mut workload_service_account = None;
-    let mut virtual_service_accounts = Vec::new();
-    match spec.virtual_cluster.mode {
-        Mode::Shared => {
-            let sa = self::workload_service_account(ti).unwrap_or_default();
-            subjects.push(subject(&namespace, &name, SubjectKind::Workload, &sa));
-            workload_service_account = Some(sa);
-        }
-        Mode::PerServiceAccount => {
-            virtual_service_accounts = spec.virtual_cluster.service_accounts.clone();
-            virtual_service_accounts.sort();
-            for vsa in &virtual_service_accounts {
-                let host = names::synced_service_account_name(&vsa.name, &vsa.namespace, &vcluster);
-                subjects.push(subject(&namespace, &name, SubjectKind::Workload, &host));
-            }
-        }
-    }
-    if git_object_level(ti) {
-        let sa = names::git_service_account(&name);
-        subjects.push(subject(&namespace, &name, SubjectKind::FluxSource, &sa));
-    }
-    // Two virtual SAs can only collide on the host after hashing; refuse rather than merge.
-    let mut seen = std::collections::BTreeSet::new();
-    for s in &subjects {
-        if !seen.insert(s.subject.as_str()) {
-            return Err(SpecError::invalid(format!(
-                "spec.virtualCluster.serviceAccounts: two entries map to the same host subject {}",
-                s.subject
-            )));
-        }
-    }
-
-    Ok(Plan {
-        name,
-        namespace,
-        vcluster,
-        mode: spec.virtual_cluster.mode,
-        client_id: spec.azure.client_id.clone(),
-        tenant_id,
-        issuer: issuer.to_string(),
-        audience: spec.azure.audience.clone(),
-        workload_service_account,
-        virtual_service_accounts,
-        subjects,
-    })
-}
-
 /// Shared mode: the host ServiceAccount every vcluster pod runs as (`workloadServiceAccount`,
-/// else vcluster's default `vc-workload-<vcluster>`). Needs neither issuer nor tenant, so the
-/// controller can also ask it of other TenantIdentities.
+/// else vcluster's default `vc-workload-<vcluster>`). Needs no validation, so the controller can
+/// also ask it of other TenantIdentities in its cache.
 pub fn workload_service_account(ti: &TenantIdentity) -> Option<String> {
     let vc = &ti.spec.virtual_cluster;
     (vc.mode == Mode::Shared).then(|| {

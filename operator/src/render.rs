@@ -7,9 +7,12 @@ use kube::ResourceExt;
 use serde::Deserialize;
 use tenant_identity_crd::TenantIdentity;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+
 use crate::{
     children::{self, host_service_account},
-    plan::{self, Settings},
+    plan::{self, Backend, Settings},
 };
 
 #[derive(Clone, Debug, Default)]
@@ -72,12 +75,15 @@ pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderErro
             ti.namespace().unwrap_or_default(),
             ti.name_any()
         );
-        plan::validate(&ti).map_err(|e| fail(label.clone(), e.to_string()))?;
-        let issuer = ti
-            .spec
-            .azure
-            .issuer
-            .clone()
+        let settings = Settings {
+            default_tenant_id: options.tenant_id.clone(),
+            require_namespace_grant: false,
+        };
+        let validated =
+            plan::validate(&ti, &settings).map_err(|e| fail(label.clone(), e.to_string()))?;
+        let issuer = validated
+            .spec_issuer()
+            .map(str::to_string)
             .or_else(|| options.issuer.clone())
             .ok_or_else(|| {
                 fail(
@@ -85,12 +91,8 @@ pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderErro
                     "spec.azure.issuer is empty: pass --issuer (the operator discovers it from the API server)".into(),
                 )
             })?;
-        let settings = Settings {
-            default_tenant_id: options.tenant_id.clone(),
-            require_namespace_grant: false,
-        };
-        let plan = plan::resolve(&ti, &settings, &issuer)
-            .map_err(|e| fail(label.clone(), e.to_string()))?;
+        let plan = validated.with_issuer(issuer);
+        let owner = owner_reference(&ti);
 
         count += 1;
         let _ = writeln!(
@@ -101,7 +103,12 @@ pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderErro
             plan.mode.as_str(),
             plan.subjects.len()
         );
-        for child in children::owned(&ti, &plan) {
+        for mut child in children::owned(&plan, &owner) {
+            // Offline the object has no uid yet, and an owner reference without one is not a
+            // reference: show none rather than an invalid one.
+            if owner.uid.is_empty() {
+                child.object.metadata.owner_references = None;
+            }
             push_doc(&mut out, &child.object, None)?;
         }
         if let Some(sa) = host_service_account::annotations(&plan) {
@@ -113,11 +120,11 @@ pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderErro
                 ),
             )?;
         }
-        if let Some(mi) = &ti.spec.azure.identity.managed_identity {
+        if let Backend::AzureResourceManager(mi) = &plan.backend {
             let _ = writeln!(
                 out,
-                "---\n# Azure federated identity credentials on /subscriptions/{}/resourceGroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{} (managed through ARM):",
-                mi.subscription_id, mi.resource_group, mi.name
+                "---\n# Azure federated identity credentials on {} (managed through ARM):",
+                mi.arm_id()
             );
             for s in &plan.subjects {
                 let _ = writeln!(
@@ -136,6 +143,18 @@ pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderErro
         });
     }
     Ok(out)
+}
+
+/// The controller owner reference the operator sets; `uid` is empty for an object read offline.
+fn owner_reference(ti: &TenantIdentity) -> OwnerReference {
+    ti.controller_owner_ref(&()).unwrap_or_else(|| OwnerReference {
+        api_version: TenantIdentity::api_version(&()).into_owned(),
+        kind: TenantIdentity::kind(&()).into_owned(),
+        name: ti.name_any(),
+        uid: String::new(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    })
 }
 
 fn push_doc(

@@ -1,17 +1,21 @@
-//! Pure step: from what was observed to conditions and subject states.
+//! Pure step: from how a reconcile ended to the status it reports.
 //!
-//! Rules (kstatus): `Ready` is always written. `Reconciling=True` while the tenant waits on
-//! something that will resolve by itself (a credential backend, Flux, a vcluster being
-//! installed, a retryable error); `Stalled=True` when only a human can fix it (bad spec, claim
-//! conflict, missing grant, Flux stalled, a terminal Azure error). Never both.
+//! [`summarize`] is the one place that derives `Ready`, `Reconciling` and `Stalled` (kstatus):
+//! `Ready` is always written; `Reconciling=True` while the tenant waits on something that will
+//! resolve by itself (a credential backend, Flux, a vcluster being installed, a retryable error);
+//! `Stalled=True` when only a human can fix it (bad spec, claim conflict, missing grant, Flux
+//! stalled, a terminal Azure error). Never both.
 
 use tenant_identity_crd::{
-    SubjectStatus,
+    SubjectStatus, TenantIdentityStatus,
     conditions::{self as c, DesiredCondition, Status},
     reasons,
 };
 
-use crate::plan::{Plan, SpecError};
+use crate::{
+    children::git_repository::GitObserved,
+    plan::{Plan, SpecError},
+};
 
 /// State of one part (credentials, host sync, git) as observed this reconcile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,35 +29,23 @@ pub struct PartState {
 
 impl PartState {
     pub fn ready(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            status: Status::True,
-            reason: reason.into(),
-            message: message.into(),
-            terminal: false,
-        }
+        Self::new(Status::True, reason, message, false)
     }
     pub fn waiting(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            status: Status::False,
-            reason: reason.into(),
-            message: message.into(),
-            terminal: false,
-        }
+        Self::new(Status::False, reason, message, false)
     }
     pub fn unknown(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            status: Status::Unknown,
-            reason: reason.into(),
-            message: message.into(),
-            terminal: false,
-        }
+        Self::new(Status::Unknown, reason, message, false)
     }
     pub fn failed(reason: &str, message: impl Into<String>) -> Self {
+        Self::new(Status::False, reason, message, true)
+    }
+    fn new(status: Status, reason: &str, message: impl Into<String>, terminal: bool) -> Self {
         Self {
-            status: Status::False,
+            status,
             reason: reason.into(),
             message: message.into(),
-            terminal: true,
+            terminal,
         }
     }
 }
@@ -66,127 +58,191 @@ pub enum CredentialState {
     Failed(String),
 }
 
+/// What a credential backend reports: the part, and each credential by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialsObserved {
+    pub part: PartState,
+    pub states: Vec<(String, CredentialState)>,
+}
+
 /// Everything a reconcile observed, for a spec the operator accepted.
 #[derive(Clone, Debug)]
-pub struct Observed<'a> {
-    pub plan: &'a Plan,
-    pub credentials: PartState,
-    /// Credential state per subject, by credential name.
-    pub credential_states: Vec<(String, CredentialState)>,
+pub struct Observed {
+    pub plan: Plan,
+    pub credentials: CredentialsObserved,
     pub host_sync: PartState,
     /// None when no git source is configured.
-    pub git: Option<PartState>,
-    /// Git source stalled upstream (Flux `Stalled=True`): reason and message.
-    pub git_stalled: Option<(String, String)>,
-    /// A failed apply or API call this reconcile (reason, message, terminal).
-    pub error: Option<PartState>,
+    pub git: Option<GitObserved>,
 }
 
-pub struct ComputedStatus {
+/// A step that failed this reconcile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    pub message: String,
+    pub terminal: bool,
+    /// The credential backend failed: `FederatedCredentialsReady` says so too.
+    pub credentials: bool,
+}
+
+/// How a reconcile ended: the one input of [`summarize`].
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    /// The spec or the isolation rules refused the object; nothing of it is kept.
+    Refused(&'a SpecError),
+    /// A step failed; what was reported before (subjects, issuer) stays.
+    Failed(&'a Failure),
+    /// Every child applied; what they and the backend say.
+    Converged(&'a Observed),
+}
+
+/// The status a reconcile reports, before timestamps and generation are attached.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
     pub conditions: Vec<DesiredCondition>,
     pub subjects: Vec<SubjectStatus>,
+    pub issuer: Option<String>,
+    pub host_service_accounts: Vec<String>,
 }
 
-/// Status for a spec the operator refused: nothing was created.
-pub fn refused(error: &SpecError) -> ComputedStatus {
-    ComputedStatus {
-        conditions: vec![
-            DesiredCondition::new(c::READY, Status::False, error.reason, &error.message),
-            DesiredCondition::new(c::STALLED, Status::True, error.reason, &error.message),
-        ],
-        subjects: Vec::new(),
+impl Summary {
+    pub fn is_ready(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|d| d.type_ == c::READY && d.status == Status::True)
     }
 }
 
-pub fn compute(o: &Observed<'_>) -> ComputedStatus {
-    let mut conditions = Vec::new();
-    let part = |type_: &'static str, p: &PartState| {
-        DesiredCondition::new(type_, p.status, &p.reason, &p.message)
-    };
-    let mut parts: Vec<(&'static str, &PartState)> = vec![
-        (c::HOST_SYNC_READY, &o.host_sync),
-        (c::FEDERATED_CREDENTIALS_READY, &o.credentials),
-    ];
-    if let Some(git) = &o.git {
-        parts.push((c::GIT_SOURCE_READY, git));
-    }
+/// What blocks Ready: (reason, message, terminal).
+type Blocking = (String, String, bool);
 
-    let blocking = o
-        .error
-        .as_ref()
-        .map(|e| (e.reason.clone(), e.message.clone(), e.terminal))
-        .or_else(|| {
-            o.git_stalled.as_ref().map(|(reason, message)| {
-                (
-                    reason.clone(),
-                    format!(
-                        "GitRepository {}/{}: {message}",
-                        o.plan.namespace, o.plan.name
-                    ),
-                    true,
-                )
-            })
-        })
-        .or_else(|| {
-            parts
-                .iter()
-                .find(|(_, p)| p.status != Status::True)
-                .map(|(type_, p)| {
-                    let reason = if *type_ == c::GIT_SOURCE_READY {
-                        reasons::GIT_SOURCE_NOT_READY.to_string()
-                    } else {
-                        p.reason.clone()
-                    };
-                    let message = if *type_ == c::GIT_SOURCE_READY {
-                        format!(
-                            "GitRepository {}/{}: {}",
-                            o.plan.namespace, o.plan.name, p.message
-                        )
-                    } else {
-                        p.message.clone()
-                    };
-                    (reason, message, p.terminal)
-                })
-        });
-
-    match &blocking {
-        None => {
-            let subjects: Vec<&str> = o.plan.subjects.iter().map(|s| s.subject.as_str()).collect();
-            conditions.push(DesiredCondition::new(
-                c::READY,
-                Status::True,
-                reasons::IDENTITY_READY,
-                format!(
-                    "{} federated credential(s) ready for {}",
-                    subjects.len(),
-                    subjects.join(", ")
+pub fn summarize(outcome: Outcome<'_>, previous: Option<&TenantIdentityStatus>) -> Summary {
+    match outcome {
+        Outcome::Refused(e) => Summary {
+            conditions: kstatus(
+                Some((e.reason.to_string(), e.message.clone(), true)),
+                "",
+                Vec::new(),
+            ),
+            subjects: Vec::new(),
+            issuer: None,
+            host_service_accounts: Vec::new(),
+        },
+        Outcome::Failed(f) => {
+            let mut parts = Vec::new();
+            if f.credentials {
+                parts.push(DesiredCondition::new(
+                    c::FEDERATED_CREDENTIALS_READY,
+                    Status::False,
+                    &f.reason,
+                    &f.message,
+                ));
+            }
+            Summary {
+                conditions: kstatus(
+                    Some((f.reason.clone(), f.message.clone(), f.terminal)),
+                    "",
+                    parts,
                 ),
-            ));
+                subjects: previous.map(|s| s.subjects.clone()).unwrap_or_default(),
+                issuer: previous.and_then(|s| s.issuer.clone()),
+                host_service_accounts: previous
+                    .map(|s| s.host_service_accounts.clone())
+                    .unwrap_or_default(),
+            }
         }
+        Outcome::Converged(o) => converged(o),
+    }
+}
+
+/// `Ready`, then `Reconciling` or `Stalled` when something blocks it, then the parts.
+fn kstatus(
+    blocking: Option<Blocking>,
+    ready_message: &str,
+    parts: Vec<DesiredCondition>,
+) -> Vec<DesiredCondition> {
+    let mut conditions = Vec::with_capacity(parts.len() + 2);
+    match blocking {
+        None => conditions.push(DesiredCondition::new(
+            c::READY,
+            Status::True,
+            reasons::IDENTITY_READY,
+            ready_message,
+        )),
         Some((reason, message, terminal)) => {
             conditions.push(DesiredCondition::new(
                 c::READY,
                 Status::False,
-                reason,
-                message,
+                &reason,
+                &message,
             ));
-            let type_ = if *terminal {
-                c::STALLED
-            } else {
-                c::RECONCILING
-            };
+            let type_ = if terminal { c::STALLED } else { c::RECONCILING };
             conditions.push(DesiredCondition::new(type_, Status::True, reason, message));
         }
     }
-    conditions.extend(parts.iter().map(|(t, p)| part(t, p)));
+    conditions.extend(parts);
+    conditions
+}
 
-    let subjects = o
-        .plan
+fn converged(o: &Observed) -> Summary {
+    let plan = &o.plan;
+    let git_message =
+        |message: &str| format!("GitRepository {}/{}: {message}", plan.namespace, plan.name);
+    let mut parts: Vec<(&'static str, &PartState)> = vec![
+        (c::HOST_SYNC_READY, &o.host_sync),
+        (c::FEDERATED_CREDENTIALS_READY, &o.credentials.part),
+    ];
+    if let Some(git) = &o.git {
+        parts.push((c::GIT_SOURCE_READY, &git.part));
+    }
+    let stalled_git = o
+        .git
+        .as_ref()
+        .and_then(|g| g.stalled.as_ref())
+        .map(|(reason, message)| (reason.clone(), git_message(message), true));
+    let blocking = stalled_git.or_else(|| {
+        parts
+            .iter()
+            .find(|(_, p)| p.status != Status::True)
+            .map(|(type_, p)| {
+                if *type_ == c::GIT_SOURCE_READY {
+                    (
+                        reasons::GIT_SOURCE_NOT_READY.to_string(),
+                        git_message(&p.message),
+                        p.terminal,
+                    )
+                } else {
+                    (p.reason.clone(), p.message.clone(), p.terminal)
+                }
+            })
+    });
+    let subjects: Vec<&str> = plan.subjects.iter().map(|s| s.subject.as_str()).collect();
+    let ready_message = format!(
+        "{} federated credential(s) ready for {}",
+        subjects.len(),
+        subjects.join(", ")
+    );
+    let part_conditions = parts
+        .iter()
+        .map(|(t, p)| DesiredCondition::new(t, p.status, &p.reason, &p.message))
+        .collect();
+
+    Summary {
+        conditions: kstatus(blocking, &ready_message, part_conditions),
+        subjects: subject_states(o),
+        issuer: Some(plan.issuer.clone()),
+        host_service_accounts: plan.host_service_accounts(),
+    }
+}
+
+fn subject_states(o: &Observed) -> Vec<SubjectStatus> {
+    o.plan
         .subjects
         .iter()
         .map(|s| {
             let state = o
-                .credential_states
+                .credentials
+                .states
                 .iter()
                 .find(|(name, _)| *name == s.credential_name)
                 .map(|(_, st)| st.clone())
@@ -203,11 +259,7 @@ pub fn compute(o: &Observed<'_>) -> ComputedStatus {
                 message,
             }
         })
-        .collect();
-    ComputedStatus {
-        conditions,
-        subjects,
-    }
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,13 +7,18 @@
 //! serves. A panel or alert that references a metric the operator does not export fails this test.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
+use promql_parser::label::{METRIC_NAME, MatchOp};
+use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
+use promql_parser::util::{ExprVisitor, walk_expr};
+use regex::{Captures, Regex};
 use tenant_identity_operator::http::{Readiness, router};
 use tenant_identity_operator::metrics::Metrics;
 use tower::ServiceExt;
@@ -30,174 +35,117 @@ fn chart_dir() -> PathBuf {
 // PromQL: which metric names does an expression select?
 // ---------------------------------------------------------------------------------------------
 
-/// PromQL words that are never metric names.
-const KEYWORDS: &[&str] = &[
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "atan2",
-    "inf",
-    "nan",
-    "start",
-    "end",
-];
-/// Keywords followed by a parenthesised list of label names.
-const LABEL_LIST_KEYWORDS: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
+/// Collects the metric names of the vector and matrix selectors of a PromQL AST.
+#[derive(Default)]
+struct SelectedMetrics(BTreeSet<String>);
 
-/// Skip from `open` (an index of `open_ch`) to just past its matching `close_ch`, stepping over
-/// string literals. Returns the index after the closing char (or the end of input).
-fn skip_group(b: &[char], open: usize, open_ch: char, close_ch: char) -> usize {
-    let mut depth = 0usize;
-    let mut i = open;
-    while i < b.len() {
-        let c = b[i];
-        if c == '"' || c == '\'' || c == '`' {
-            i = skip_string(b, i);
-            continue;
-        }
-        if c == open_ch {
-            depth += 1;
-        } else if c == close_ch {
-            depth -= 1;
-            if depth == 0 {
-                return i + 1;
+impl SelectedMetrics {
+    fn selector(&mut self, vs: &VectorSelector) {
+        self.0.extend(vs.name.iter().cloned());
+        // `{__name__="m"}` selects `m` too.
+        let matchers = vs.matchers.matchers.iter();
+        let or_matchers = vs.matchers.or_matchers.iter().flatten();
+        self.0.extend(
+            matchers
+                .chain(or_matchers)
+                .filter(|m| m.name == METRIC_NAME && matches!(m.op, MatchOp::Equal))
+                .map(|m| m.value.clone()),
+        );
+    }
+}
+
+impl ExprVisitor for SelectedMetrics {
+    type Error = Infallible;
+
+    fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Infallible> {
+        match expr {
+            Expr::VectorSelector(vs) => self.selector(vs),
+            Expr::MatrixSelector(ms) => self.selector(&ms.vs),
+            // The walk descends into an aggregation's expression only, not its parameter
+            // (`topk(scalar(k), m)`).
+            Expr::Aggregate(AggregateExpr {
+                param: Some(param), ..
+            }) => {
+                walk_expr(self, param)?;
             }
+            _ => {}
         }
-        i += 1;
+        Ok(true)
     }
-    b.len()
 }
 
-/// `i` is at an opening quote; returns the index after the closing quote.
-fn skip_string(b: &[char], i: usize) -> usize {
-    let q = b[i];
-    let mut j = i + 1;
-    while j < b.len() {
-        if b[j] == '\\' && q != '`' {
-            j += 2;
-            continue;
-        }
-        if b[j] == q {
-            return j + 1;
-        }
-        j += 1;
+/// Metric names selected by a PromQL expression (its vector and matrix selectors), or the
+/// parser's error if it is not PromQL.
+fn promql_metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
+    let ast = promql_parser::parser::parse(expr)?;
+    let mut names = SelectedMetrics::default();
+    match walk_expr(&mut names, &ast) {
+        Ok(_) => Ok(names.0),
+        Err(never) => match never {},
     }
-    b.len()
 }
 
-/// Aggregation operators, which may be followed by `by (...)` / `without (...)` before their `(`.
-const AGGREGATIONS: &[&str] = &[
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "group",
-    "stddev",
-    "stdvar",
-    "count",
-    "count_values",
-    "bottomk",
-    "topk",
-    "quantile",
-    "limitk",
-    "limit_ratio",
+/// Grafana's built-in variables that stand for a duration or a number, with a value of that
+/// kind (what Grafana puts there depends on the time range; any value of the kind parses alike).
+const GRAFANA_BUILTINS: &[(&str, &str)] = &[
+    ("__rate_interval", "5m"),
+    ("__interval", "1m"),
+    ("__range", "1h"),
+    ("__rate_interval_ms", "300000"),
+    ("__interval_ms", "60000"),
+    ("__range_ms", "3600000"),
+    ("__range_s", "3600"),
 ];
 
-/// The identifier starting at the next non-space char from `i`, if any.
-fn next_word(b: &[char], mut i: usize) -> Option<String> {
-    while i < b.len() && b[i].is_whitespace() {
-        i += 1;
-    }
-    let start = i;
-    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == '_') {
-        i += 1;
-    }
-    (i > start).then(|| b[start..i].iter().collect())
+/// A dashboard's own template variables: name -> a value of the variable's kind.
+fn dashboard_variables(dashboard: &serde_json::Value) -> BTreeMap<String, String> {
+    let vars = dashboard
+        .pointer("/templating/list")
+        .and_then(|v| v.as_array())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    vars.iter()
+        .filter_map(|var| {
+            let name = var.get("name")?.as_str()?;
+            let query = var.get("query").and_then(|q| q.as_str());
+            let value = match var.get("type").and_then(|t| t.as_str()) {
+                // `1m,5m,1h`: any of the offered intervals.
+                Some("interval") => query
+                    .and_then(|q| q.split(',').next())
+                    .map(str::trim)
+                    .filter(|q| !q.is_empty())
+                    .unwrap_or("5m"),
+                Some("constant" | "textbox") => query.unwrap_or_default(),
+                // Label values (query, custom, ad hoc, data source): what "All" selects.
+                _ => var.get("allValue").and_then(|a| a.as_str()).unwrap_or(".*"),
+            };
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect()
 }
 
-fn next_non_space(b: &[char], mut i: usize) -> Option<char> {
-    while i < b.len() {
-        if !b[i].is_whitespace() {
-            return Some(b[i]);
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Metric names selected by a PromQL expression: identifiers outside label matchers, range
-/// selectors and strings that are not functions, aggregations, keywords or label lists.
-fn promql_metric_names(expr: &str) -> BTreeSet<String> {
-    let b: Vec<char> = expr.chars().collect();
-    let mut names = BTreeSet::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        match c {
-            '"' | '\'' | '`' => i = skip_string(&b, i),
-            '{' => i = skip_group(&b, i, '{', '}'),
-            '[' => i = skip_group(&b, i, '[', ']'),
-            '#' => {
-                while i < b.len() && b[i] != '\n' {
-                    i += 1;
-                }
-            }
-            '$' => {
-                // Grafana variable outside a string (e.g. `$__rate_interval` used bare): skip it.
-                i += 1;
-                while i < b.len() && (b[i].is_alphanumeric() || b[i] == '_') {
-                    i += 1;
-                }
-            }
-            c if c.is_ascii_digit()
-                || (c == '.' && b.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
-            {
-                // Number or duration (5m, 1e3, 0x1f, 1h30m): consume it whole.
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == '.' || b[i] == '_') {
-                    i += 1;
-                }
-            }
-            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
-                let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == '_' || b[i] == ':') {
-                    i += 1;
-                }
-                let word: String = b[start..i].iter().collect();
-                let next = next_non_space(&b, i);
-                if LABEL_LIST_KEYWORDS.contains(&word.as_str()) {
-                    if next == Some('(') {
-                        let open = (i..b.len()).find(|&k| b[k] == '(').unwrap();
-                        i = skip_group(&b, open, '(', ')');
-                    }
-                } else if KEYWORDS.contains(&word.as_str())
-                    || next == Some('(')
-                    || AGGREGATIONS.contains(&word.as_str())
-                        && matches!(next_word(&b, i).as_deref(), Some("by" | "without"))
-                {
-                    // keyword, function call, or aggregation (`sum(...)`, `sum by (le) (...)`)
-                } else {
-                    names.insert(word);
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    names
+/// Interpolate Grafana variables (`$name`, `${name}`, `${name:format}`, `[[name]]`) as Grafana
+/// does before it sends a query: built-ins and the dashboard's own `variables` are replaced,
+/// anything else is left as written (as Grafana does; e.g. `$1` in `label_replace`), so a bare
+/// unknown variable makes the expression fail to parse.
+fn grafana_interpolate(expr: &str, variables: &BTreeMap<String, String>) -> String {
+    static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\$(\w+)|\$\{(\w+)(?:[.:][^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]")
+            .expect("valid regex")
+    });
+    REFERENCE
+        .replace_all(expr, |caps: &Captures| {
+            let whole = &caps[0];
+            let name = (1..=3).find_map(|i| caps.get(i)).map_or("", |m| m.as_str());
+            GRAFANA_BUILTINS
+                .iter()
+                .find(|(builtin, _)| *builtin == name)
+                .map(|(_, value)| *value)
+                .or_else(|| variables.get(name).map(String::as_str))
+                .unwrap_or(whole)
+                .to_string()
+        })
+        .into_owned()
 }
 
 /// Grafana template variable queries are PromQL wrapped in Grafana functions:
@@ -209,23 +157,13 @@ fn grafana_variable_promql(query: &str) -> Option<String> {
         .strip_prefix("label_values(")
         .and_then(|s| s.strip_suffix(')'))
     {
-        // The label is the last top-level comma-separated argument.
-        let b: Vec<char> = inner.chars().collect();
-        let (mut depth, mut i, mut last_comma) = (0i32, 0usize, None);
-        while i < b.len() {
-            match b[i] {
-                '"' | '\'' | '`' => {
-                    i = skip_string(&b, i);
-                    continue;
-                }
-                '{' | '(' | '[' => depth += 1,
-                '}' | ')' | ']' => depth -= 1,
-                ',' if depth == 0 => last_comma = Some(i),
-                _ => {}
-            }
-            i += 1;
-        }
-        return last_comma.map(|k| b[..k].iter().collect());
+        // The label is the last argument; a label name holds no comma, so the last comma
+        // separates it from the selector. Without a selector there is no PromQL.
+        let (selector, label) = inner.rsplit_once(',')?;
+        let label = label.trim();
+        let is_label_name = label.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        return is_label_name.then(|| selector.trim().to_string());
     }
     if let Some(inner) = q
         .strip_prefix("query_result(")
@@ -280,7 +218,8 @@ fn dashboard_expressions() -> Vec<(String, String)> {
         let text = std::fs::read_to_string(&file).unwrap();
         let json: serde_json::Value =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: invalid JSON: {e}"));
-        walk(&json, &name, &mut out);
+        let mut exprs = Vec::new();
+        walk(&json, &name, &mut exprs);
         // Template variables of type "query" carry PromQL too.
         if let Some(vars) = json.pointer("/templating/list").and_then(|v| v.as_array()) {
             for (n, var) in vars.iter().enumerate() {
@@ -297,12 +236,37 @@ fn dashboard_expressions() -> Vec<(String, String)> {
                     None => String::new(),
                 };
                 if let Some(promql) = grafana_variable_promql(&query) {
-                    out.push((format!("{name}.templating.list[{n}].query"), promql));
+                    exprs.push((format!("{name}.templating.list[{n}].query"), promql));
                 }
             }
         }
+        // What Grafana sends to Prometheus: the variables interpolated.
+        let variables = dashboard_variables(&json);
+        out.extend(
+            exprs
+                .into_iter()
+                .map(|(place, expr)| (place, grafana_interpolate(&expr, &variables))),
+        );
     }
     out
+}
+
+/// `i` is at the opening quote of a Go template string (`"..."` with backslash escapes, or a
+/// `` `raw` `` string); returns the index after its closing quote (or the end of input).
+fn go_string_end(b: &[char], i: usize) -> usize {
+    let quote = b[i];
+    let mut j = i + 1;
+    while j < b.len() {
+        if b[j] == '\\' && quote == '"' {
+            j += 2;
+            continue;
+        }
+        if b[j] == quote {
+            return j + 1;
+        }
+        j += 1;
+    }
+    b.len()
 }
 
 /// Replace Go template actions (`{{ ... }}`, string literals inside respected) by `0` (valid both
@@ -324,7 +288,7 @@ fn strip_go_template(text: &str) -> String {
                         panic!("unterminated template action in line: {line}");
                     }
                     if b[j] == '"' || b[j] == '`' {
-                        j = skip_string(&b, j);
+                        j = go_string_end(&b, j);
                         continue;
                     }
                     if b[j] == '}' && b[j + 1] == '}' {
@@ -486,7 +450,13 @@ async fn scrape_operator() -> BTreeMap<String, String> {
 fn check(exprs: &[(String, String)], samples: &BTreeMap<String, String>) -> Vec<String> {
     let mut problems = Vec::new();
     for (place, expr) in exprs {
-        let names = promql_metric_names(expr);
+        let names = match promql_metric_names(expr) {
+            Ok(names) => names,
+            Err(e) => {
+                problems.push(format!("{place}: not PromQL: {e}: `{expr}`"));
+                continue;
+            }
+        };
         if names.is_empty() {
             problems.push(format!("{place}: no metric name found in `{expr}`"));
         }
@@ -535,7 +505,8 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
     // Every documented metric family is exported, and used by the dashboard.
     let used: BTreeSet<String> = exprs
         .iter()
-        .flat_map(|(_, e)| promql_metric_names(e))
+        .filter_map(|(_, e)| promql_metric_names(e).ok())
+        .flatten()
         .collect();
     for (family, ty, sample) in [
         (
@@ -583,11 +554,18 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
 
 #[test]
 fn extractor_finds_metric_names_and_nothing_else() {
-    let names = |e: &str| promql_metric_names(e).into_iter().collect::<Vec<_>>();
+    let names = |e: &str| {
+        promql_metric_names(e)
+            .unwrap_or_else(|err| panic!("`{e}`: {err}"))
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    let variables = BTreeMap::from([("job".to_string(), ".*".to_string())]);
+    let grafana = |e: &str| grafana_interpolate(e, &variables);
     assert_eq!(
-        names(
+        names(&grafana(
             r#"histogram_quantile(0.99, sum by (le, operation) (rate(a_bucket{job=~"$job", x="y{z}"}[$__rate_interval])))"#
-        ),
+        )),
         ["a_bucket"]
     );
     assert_eq!(
@@ -599,15 +577,65 @@ fn extractor_finds_metric_names_and_nothing_else() {
     assert_eq!(names(r#"absent(up{job="x"} == 1)"#), ["up"]);
     assert_eq!(names("sum without (pod) (m) + count by(x)(n)"), ["m", "n"]);
     assert_eq!(
-        names("max without (pod) (tenant_identity_objects) unless bool 1e3"),
+        names("max without (pod) (tenant_identity_objects) > bool 1e3 unless on () vector(0)"),
         ["tenant_identity_objects"]
     );
+    // Selectors by `__name__`, aggregation parameters, subqueries; strings are not selectors.
+    assert_eq!(
+        names(r#"topk(scalar(k), {__name__="m", job="by"}) or max_over_time(rate(s[5m])[1h:1m])"#),
+        ["k", "m", "s"]
+    );
+    assert_eq!(
+        names(r#"label_replace(a, "dst", "$1", "src", "(b|c)")"#),
+        ["a"]
+    );
+    assert_eq!(names("vector(1) + time()"), Vec::<String>::new());
+    // Not PromQL: reported, not guessed at.
+    for bad in [
+        "max without (pod) (m) unless bool 1e3",
+        "rate(m[$__rate_interval])",
+        "rate(m[$undeclared])",
+        "sum(rate(m[5m])",
+    ] {
+        assert!(promql_metric_names(bad).is_err(), "`{bad}` parsed");
+    }
+
+    // Grafana interpolation: built-ins, the dashboard's variables, everything else as written.
+    assert_eq!(
+        grafana("rate(m{job=~\"${job}\", ns=~\"[[job]]\"}[$__rate_interval]) * $__interval_ms"),
+        "rate(m{job=~\".*\", ns=~\".*\"}[5m]) * 60000"
+    );
+    assert_eq!(grafana("$undeclared \"$1\""), "$undeclared \"$1\"");
+    let dashboard = serde_json::json!({"templating": {"list": [
+        {"name": "job", "type": "query", "allValue": ".+"},
+        {"name": "ns", "type": "custom"},
+        {"name": "step", "type": "interval", "query": "2m,10m"},
+    ]}});
+    assert_eq!(
+        dashboard_variables(&dashboard),
+        BTreeMap::from([
+            ("job".to_string(), ".+".to_string()),
+            ("ns".to_string(), ".*".to_string()),
+            ("step".to_string(), "2m".to_string()),
+        ])
+    );
+
     assert_eq!(
         grafana_variable_promql(r#"label_values(m_total{namespace=~"$namespace"}, job)"#)
             .as_deref(),
         Some(r#"m_total{namespace=~"$namespace"}"#)
     );
+    assert_eq!(
+        grafana_variable_promql(r#"label_values(m_total{a="x,y"}, job)"#).as_deref(),
+        Some(r#"m_total{a="x,y"}"#)
+    );
     assert_eq!(grafana_variable_promql("label_values(job)"), None);
+    assert_eq!(grafana_variable_promql(r#"label_values(m{a="x,y"})"#), None);
+    assert_eq!(
+        grafana_variable_promql("query_result(topk(3, m))").as_deref(),
+        Some("topk(3, m)")
+    );
+    assert_eq!(grafana_variable_promql("label_names()"), None);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! What the controller calls: make a user-assigned identity carry exactly this tenant's
 //! desired federated identity credentials, and remove them again.
 //!
-//! Rules (DESIGN.md, "Federated-credential backends"):
+//! Rules (docs/architecture.md, "Credential backends"):
 //! * read before write — list all pages, diff, and PUT only what differs, so a steady state
 //!   makes no write calls at all (ARM throttles FIC writes per resource to 0.25/s);
 //! * count before create — after the sync the identity may carry at most 20 credentials, ours
@@ -21,49 +21,12 @@ use super::client::{ArmClient, ArmConfig};
 use super::error::ArmError;
 use super::metrics::AzureRequestMetrics;
 use super::types::{FederatedIdentityCredential, FederatedIdentityCredentialProperties};
+use crate::plan::ManagedIdentity;
+use tenant_identity_crd::MAX_SUBJECTS;
 
-/// Entra's limit of federated identity credentials per user-assigned identity.
-pub const MAX_CREDENTIALS_PER_IDENTITY: usize = 20;
-
-/// A user-assigned managed identity, by ARM coordinates.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ManagedIdentityRef {
-    pub subscription_id: String,
-    pub resource_group: String,
-    pub name: String,
-}
-
-impl From<&tenant_identity_crd::ManagedIdentityRef> for ManagedIdentityRef {
-    fn from(mi: &tenant_identity_crd::ManagedIdentityRef) -> Self {
-        ManagedIdentityRef::new(&mi.subscription_id, &mi.resource_group, &mi.name)
-    }
-}
-
-impl ManagedIdentityRef {
-    pub fn new(
-        subscription_id: impl Into<String>,
-        resource_group: impl Into<String>,
-        name: impl Into<String>,
-    ) -> Self {
-        ManagedIdentityRef {
-            subscription_id: subscription_id.into(),
-            resource_group: resource_group.into(),
-            name: name.into(),
-        }
-    }
-
-    /// `/subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{n}`
-    pub fn arm_id(&self) -> String {
-        format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
-            self.subscription_id, self.resource_group, self.name
-        )
-    }
-
-    /// ARM ids are case-insensitive: `RG` and `rg` are the same identity and the same lock.
-    fn lock_key(&self) -> String {
-        self.arm_id().to_ascii_lowercase()
-    }
+/// ARM ids are case-insensitive: `RG` and `rg` are the same identity and the same lock.
+fn lock_key(identity: &ManagedIdentity) -> String {
+    identity.arm_id().to_ascii_lowercase()
 }
 
 /// One credential the tenant wants on the identity.
@@ -100,19 +63,19 @@ impl DesiredCredential {
 
 /// What a sync did to one desired credential.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CredentialState {
+pub enum CredentialChange {
     /// Already correct; not written.
     Unchanged,
     Created,
     Updated,
 }
 
-impl CredentialState {
+impl CredentialChange {
     pub fn as_str(self) -> &'static str {
         match self {
-            CredentialState::Unchanged => "Unchanged",
-            CredentialState::Created => "Created",
-            CredentialState::Updated => "Updated",
+            CredentialChange::Unchanged => "Unchanged",
+            CredentialChange::Created => "Created",
+            CredentialChange::Updated => "Updated",
         }
     }
 }
@@ -123,7 +86,7 @@ pub struct SyncReport {
     /// PUT + DELETE calls made; 0 in a steady state.
     pub writes: u32,
     /// Every desired credential, in the order given, with what happened to it.
-    pub credentials: Vec<(String, CredentialState)>,
+    pub credentials: Vec<(String, CredentialChange)>,
     /// Stale owned credentials that were deleted (absent ones are not listed).
     pub deleted: Vec<String>,
     /// Credentials on the identity after the sync, ours and foreign.
@@ -185,7 +148,7 @@ impl ArmBackend {
         &self.client
     }
 
-    fn lock_for(&self, identity: &ManagedIdentityRef) -> Arc<Mutex<()>> {
+    fn lock_for(&self, identity: &ManagedIdentity) -> Arc<Mutex<()>> {
         // Never held across an await and nothing panics under it, so poisoning is impossible
         // in practice; recovering keeps one bug from wedging every reconcile.
         let mut locks = self
@@ -193,26 +156,26 @@ impl ArmBackend {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         locks.retain(|_, l| Arc::strong_count(l) > 1);
-        locks.entry(identity.lock_key()).or_default().clone()
+        locks.entry(lock_key(identity)).or_default().clone()
     }
 
     /// While ARM's requested wait for this identity lasts, answer with its error (remaining
     /// delay as `retry_after`) without calling ARM.
-    fn check_hold_off(&self, identity: &ManagedIdentityRef) -> Result<(), ArmError> {
+    fn check_hold_off(&self, identity: &ManagedIdentity) -> Result<(), ArmError> {
         let mut hold = self
             .hold_off
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         hold.retain(|_, (until, _)| *until > now);
-        match hold.get(&identity.lock_key()) {
+        match hold.get(&lock_key(identity)) {
             Some((until, error)) => Err(error.with_retry_after(*until - now)),
             None => Ok(()),
         }
     }
 
     /// Remember a wait ARM asked for (throttling, a concurrent write).
-    fn note_hold_off<T>(&self, identity: &ManagedIdentityRef, result: &Result<T, ArmError>) {
+    fn note_hold_off<T>(&self, identity: &ManagedIdentity, result: &Result<T, ArmError>) {
         let Err(error) = result else { return };
         if !matches!(
             error,
@@ -224,7 +187,7 @@ impl ArmBackend {
             self.hold_off
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(identity.lock_key(), (Instant::now() + delay, error.clone()));
+                .insert(lock_key(identity), (Instant::now() + delay, error.clone()));
         }
     }
 
@@ -233,7 +196,7 @@ impl ArmBackend {
     /// deleted. Credentials with any other name are never modified or deleted.
     pub async fn sync(
         &self,
-        identity: &ManagedIdentityRef,
+        identity: &ManagedIdentity,
         desired: &[DesiredCredential],
         owned_stale: &[String],
     ) -> Result<SyncReport, ArmError> {
@@ -246,7 +209,7 @@ impl ArmBackend {
 
     async fn sync_locked(
         &self,
-        identity: &ManagedIdentityRef,
+        identity: &ManagedIdentity,
         desired: &[DesiredCredential],
         owned_stale: &[String],
     ) -> Result<SyncReport, ArmError> {
@@ -299,10 +262,10 @@ impl ArmBackend {
             .filter(|d| !existing_by_key.contains_key(&key(&d.name)))
             .count();
         let total = existing.len() - stale.len() + creates;
-        if total > MAX_CREDENTIALS_PER_IDENTITY {
+        if total > MAX_SUBJECTS {
             return Err(ArmError::CredentialLimitExceeded {
                 count: total,
-                limit: MAX_CREDENTIALS_PER_IDENTITY,
+                limit: MAX_SUBJECTS,
             });
         }
 
@@ -322,12 +285,12 @@ impl ArmBackend {
         }
         for d in desired {
             let state = match existing_by_key.get(&key(&d.name)) {
-                Some(c) if d.matches(&c.properties) => CredentialState::Unchanged,
+                Some(c) if d.matches(&c.properties) => CredentialChange::Unchanged,
                 found => {
                     let state = if found.is_some() {
-                        CredentialState::Updated
+                        CredentialChange::Updated
                     } else {
-                        CredentialState::Created
+                        CredentialChange::Created
                     };
                     tracing::info!(
                         identity = %identity.arm_id(),
@@ -353,7 +316,7 @@ impl ArmBackend {
     /// message names it. Best effort: if the lookup fails, report without the name.
     async fn name_duplicate(
         &self,
-        identity: &ManagedIdentityRef,
+        identity: &ManagedIdentity,
         desired: &DesiredCredential,
         error: ArmError,
     ) -> ArmError {
@@ -383,7 +346,7 @@ impl ArmBackend {
     /// counts as deleted, so a finalizer can always complete.
     pub async fn delete(
         &self,
-        identity: &ManagedIdentityRef,
+        identity: &ManagedIdentity,
         names: &[String],
     ) -> Result<(), ArmError> {
         if names.is_empty() {
@@ -397,7 +360,7 @@ impl ArmBackend {
 
     async fn delete_locked(
         &self,
-        identity: &ManagedIdentityRef,
+        identity: &ManagedIdentity,
         names: &[String],
     ) -> Result<(), ArmError> {
         let lock = self.lock_for(identity);
@@ -431,10 +394,10 @@ fn validate_desired(desired: &[DesiredCredential]) -> Result<(), ArmError> {
         code: "InvalidDesiredCredential".to_string(),
         message,
     };
-    if desired.len() > MAX_CREDENTIALS_PER_IDENTITY {
+    if desired.len() > MAX_SUBJECTS {
         return Err(ArmError::CredentialLimitExceeded {
             count: desired.len(),
-            limit: MAX_CREDENTIALS_PER_IDENTITY,
+            limit: MAX_SUBJECTS,
         });
     }
     let mut names = HashSet::new();
@@ -526,8 +489,8 @@ mod tests {
 
     #[test]
     fn lock_keys_are_case_insensitive() {
-        let a = ManagedIdentityRef::new("S", "RG", "Id");
-        let b = ManagedIdentityRef::new("s", "rg", "id");
-        assert_eq!(a.lock_key(), b.lock_key());
+        let a = ManagedIdentity::new("S", "RG", "Id");
+        let b = ManagedIdentity::new("s", "rg", "id");
+        assert_eq!(lock_key(&a), lock_key(&b));
     }
 }

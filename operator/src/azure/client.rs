@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 
-use super::backend::ManagedIdentityRef;
+use crate::plan::ManagedIdentity;
 use super::error::ArmError;
 use super::metrics::{AzureOperation, AzureRequestMetrics};
 use super::token::WorkloadIdentityCredential;
@@ -209,7 +209,7 @@ impl ArmClient {
     }
 
     /// `.../userAssignedIdentities/{identity}/federatedIdentityCredentials[/{name}]?api-version=`
-    pub fn credential_url(&self, identity: &ManagedIdentityRef, name: Option<&str>) -> Url {
+    pub fn credential_url(&self, identity: &ManagedIdentity, name: Option<&str>) -> Url {
         let mut url = self.inner.endpoint.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
             // Each value is pushed as one segment, so it is percent-encoded and can never add
@@ -237,7 +237,7 @@ impl ArmClient {
     /// GET one credential; `Ok(None)` when it does not exist.
     pub async fn get(
         &self,
-        identity: &ManagedIdentityRef,
+        identity: &ManagedIdentity,
         name: &str,
     ) -> Result<Option<FederatedIdentityCredential>, ArmError> {
         let url = self.credential_url(identity, Some(name));
@@ -254,7 +254,7 @@ impl ArmClient {
     /// PUT (create or update) one credential with exactly these properties.
     pub async fn put(
         &self,
-        identity: &ManagedIdentityRef,
+        identity: &ManagedIdentity,
         name: &str,
         properties: &FederatedIdentityCredentialProperties,
     ) -> Result<FederatedIdentityCredential, ArmError> {
@@ -294,7 +294,7 @@ impl ArmClient {
     /// credential). A missing identity is [`ArmError::IdentityNotFound`].
     pub async fn delete(
         &self,
-        identity: &ManagedIdentityRef,
+        identity: &ManagedIdentity,
         name: &str,
     ) -> Result<bool, ArmError> {
         let url = self.credential_url(identity, Some(name));
@@ -312,7 +312,7 @@ impl ArmClient {
     /// Every credential on the identity, all pages.
     pub async fn list(
         &self,
-        identity: &ManagedIdentityRef,
+        identity: &ManagedIdentity,
     ) -> Result<Vec<FederatedIdentityCredential>, ArmError> {
         let mut url = self.credential_url(identity, None);
         let mut all = Vec::new();
@@ -469,7 +469,7 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Map a non-success ARM answer to the error the controller acts on.
-fn classify(identity: &ManagedIdentityRef, answer: &Answer) -> ArmError {
+fn classify(identity: &ManagedIdentity, answer: &Answer) -> ArmError {
     let (code, message) = error_detail(&answer.body);
     let status = answer.status;
     let message = message.unwrap_or_else(|| {
@@ -517,8 +517,8 @@ mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
 
-    fn identity() -> ManagedIdentityRef {
-        ManagedIdentityRef {
+    fn identity() -> ManagedIdentity {
+        ManagedIdentity {
             subscription_id: "sub".into(),
             resource_group: "rg".into(),
             name: "id".into(),
@@ -687,7 +687,7 @@ mod tests {
         let mut config = ArmConfig::new("c", "t", "/token");
         config.arm_endpoint = "https://management.usgovcloudapi.net/".into();
         let client = ArmClient::new(&config, metrics).expect("client");
-        let id = ManagedIdentityRef {
+        let id = ManagedIdentity {
             subscription_id: "0000".into(),
             resource_group: "rg(1)".into(),
             name: "my id/../x".into(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// single FIC PUT/DELETE, which completes in about a second.
 pub const CONCURRENT_WRITE_RETRY: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr, strum::VariantNames)]
 pub enum ArmError {
     /// 429: ARM throttled us. Retry after `retry_after` when ARM said so.
     #[error("Azure Resource Manager throttled the request (HTTP 429){}: {message}", fmt_after(.retry_after))]
@@ -91,21 +91,8 @@ fn fmt_existing(e: &Option<String>) -> String {
 }
 
 impl ArmError {
-    /// The condition reason for this error (the variant name).
     /// Every reason [`ArmError::reason`] can return (metrics pre-create these series).
-    pub const REASONS: [&'static str; 11] = [
-        "Throttled",
-        "ArmUnavailable",
-        "AuthorizationFailed",
-        "AuthenticationFailed",
-        "DuplicateSubject",
-        "InvalidRequest",
-        "IdentityNotFound",
-        "ConcurrentWrite",
-        "TokenExchangeFailed",
-        "CredentialLimitExceeded",
-        "InvalidConfiguration",
-    ];
+    pub const REASONS: &'static [&'static str] = <ArmError as strum::VariantNames>::VARIANTS;
 
     /// The same error, telling the caller to wait `delay` (used while honouring a wait ARM
     /// asked for earlier).
@@ -120,20 +107,9 @@ impl ArmError {
         e
     }
 
+    /// The condition reason for this error: the variant name.
     pub fn reason(&self) -> &'static str {
-        match self {
-            ArmError::Throttled { .. } => "Throttled",
-            ArmError::ArmUnavailable { .. } => "ArmUnavailable",
-            ArmError::AuthorizationFailed { .. } => "AuthorizationFailed",
-            ArmError::AuthenticationFailed { .. } => "AuthenticationFailed",
-            ArmError::DuplicateSubject { .. } => "DuplicateSubject",
-            ArmError::InvalidRequest { .. } => "InvalidRequest",
-            ArmError::IdentityNotFound { .. } => "IdentityNotFound",
-            ArmError::ConcurrentWrite { .. } => "ConcurrentWrite",
-            ArmError::TokenExchangeFailed { .. } => "TokenExchangeFailed",
-            ArmError::CredentialLimitExceeded { .. } => "CredentialLimitExceeded",
-            ArmError::InvalidConfiguration { .. } => "InvalidConfiguration",
-        }
+        self.into()
     }
 
     /// True when retrying the same input cannot succeed: a person must change the spec, the

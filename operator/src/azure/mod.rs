@@ -1,10 +1,10 @@
-//! Azure: the operator's own workload-identity token and the Azure Resource Manager backend for
-//! federated identity credentials (DESIGN.md, "Federated-credential backends" →
-//! AzureResourceManager; contract in `../shared/upstream/azwi/`).
+//! Azure: the operator's own workload-identity token and the Azure Resource Manager client for
+//! federated identity credentials (the ARM ManagedIdentity REST API; the credential backend
+//! built on it is `crate::backends::arm`, see docs/architecture.md).
 //!
 //! * [`token`] — client-assertion exchange with Microsoft Entra, cached, file re-read.
 //! * [`client`] — typed ARM client for `federatedIdentityCredentials` (+ error mapping).
-//! * [`backend`] — the reconcile-facing `sync`/`delete` with diffing, counting and locking.
+//! * [`backend`] — `sync`/`delete` of one identity's credentials: diffing, counting and locking.
 //! * [`error`] — [`ArmError`], whose variant names are condition reasons.
 //! * [`metrics`] — request counters and durations.
 
@@ -16,12 +16,12 @@ pub mod token;
 pub mod types;
 
 pub use backend::{
-    ArmBackend, CredentialState, DesiredCredential, MAX_CREDENTIALS_PER_IDENTITY,
-    ManagedIdentityRef, SyncReport, is_valid_credential_name,
+    ArmBackend, CredentialChange, DesiredCredential, SyncReport, is_valid_credential_name,
 };
 pub use client::{
     ArmClient, ArmConfig, DEFAULT_API_VERSION, DEFAULT_ARM_ENDPOINT, DEFAULT_AUTHORITY_HOST,
 };
+pub use crate::plan::ManagedIdentity;
 pub use error::ArmError;
 pub use metrics::{AzureOperation, AzureRequestMetrics};
 pub use token::{AccessToken, WorkloadIdentityCredential};

@@ -1,5 +1,5 @@
 //! Wire types of `Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials`,
-//! from `../shared/upstream/azwi/msi-ManagedIdentity-2026-05-31.json` (identical in shape for
+//! from the ARM ManagedIdentity OpenAPI spec, api-version 2026-05-31 (identical in shape for
 //! api-versions 2023-01-31 and 2024-11-30) and the ARM common types (`ErrorResponse`).
 
 use serde::{Deserialize, Serialize};

@@ -2,72 +2,48 @@
 //! (`managedidentity.azure.com/v1api20230131`) per subject. ASO writes them to Entra and reports
 //! Ready, which the operator mirrors into `FederatedCredentialsReady`.
 
-use kube::api::ApiResource;
-use serde_json::json;
-use tenant_identity_crd::TenantIdentity;
-
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{ResourceExt, api::DynamicObject};
+use serde_json::json;
 use tenant_identity_crd::reasons;
 
-use super::{Child, dynamic, is_current, owned_meta, str_field, upstream_condition};
+use super::{Child, ChildKind, child, is_current, owned_meta, str_field, upstream_condition};
 use crate::{
-    plan::Plan,
-    status::{CredentialState, PartState},
+    plan::{AsoOwner, Backend, Plan},
+    status::{CredentialState, CredentialsObserved, PartState},
 };
 
-pub fn resource() -> ApiResource {
-    ApiResource {
-        group: "managedidentity.azure.com".into(),
-        version: "v1api20230131".into(),
-        api_version: "managedidentity.azure.com/v1api20230131".into(),
-        kind: "FederatedIdentityCredential".into(),
-        plural: "federatedidentitycredentials".into(),
-    }
-}
-
-pub fn build(ti: &TenantIdentity, plan: &Plan) -> Vec<Child> {
-    let Some(aso) = ti.spec.azure.identity.azure_service_operator.as_ref() else {
+pub fn build(plan: &Plan, owner: &OwnerReference) -> Vec<Child> {
+    let Backend::AzureServiceOperator(aso) = &plan.backend else {
         return Vec::new();
     };
-    let owner = match (&aso.name, &aso.arm_id) {
-        (Some(name), _) => json!({ "name": name }),
-        (None, Some(arm_id)) => json!({ "armId": arm_id }),
-        (None, None) => return Vec::new(),
+    let aso_owner = match aso {
+        AsoOwner::Name(name) => json!({ "name": name }),
+        AsoOwner::ArmId(arm_id) => json!({ "armId": arm_id }),
     };
-    let resource = resource();
     plan.subjects
         .iter()
         .map(|s| {
-            let meta = owned_meta(ti, plan, s.credential_name.clone());
+            let meta = owned_meta(plan, owner, s.credential_name.clone());
             let spec = json!({
-                "owner": owner,
+                "owner": aso_owner,
                 "azureName": s.credential_name,
                 "audiences": [plan.audience],
                 "issuer": plan.issuer,
                 "subject": s.subject,
             });
-            Child {
-                object: dynamic(&resource, meta, json!({ "spec": spec })),
-                resource: resource.clone(),
-            }
+            child(ChildKind::FederatedCredential, meta, json!({ "spec": spec }))
         })
         .collect()
 }
 
-// Mirror the credential backend's readiness.
-pub fn observe(
-    plan: &Plan,
-    applied: &[DynamicObject],
-) -> (PartState, Vec<(String, CredentialState)>) {
-    let states: Vec<(String, CredentialState)> = applied
-        .iter()
-        .filter(|o| {
-            o.types
-                .as_ref()
-                .is_some_and(|t| t.kind == "FederatedIdentityCredential")
-        })
-        .map(|o| (o.name_any(), state(o)))
-        .collect();
+/// Mirror ASO's readiness of the applied credentials; `None` for other backends.
+pub fn observe(plan: &Plan, applied: &[&DynamicObject]) -> Option<CredentialsObserved> {
+    if !matches!(plan.backend, Backend::AzureServiceOperator(_)) {
+        return None;
+    }
+    let states: Vec<(String, CredentialState)> =
+        applied.iter().map(|o| (o.name_any(), state(o))).collect();
     let total = plan.subjects.len();
     let ready = states
         .iter()
@@ -95,7 +71,7 @@ pub fn observe(
             ),
         )
     };
-    (part, states)
+    Some(CredentialsObserved { part, states })
 }
 
 fn state(obj: &DynamicObject) -> CredentialState {

@@ -1,33 +1,16 @@
 //! Flux `GitRepository` (`source.toolkit.fluxcd.io/v1`) with `provider: azure`: no PAT, Flux
 //! exchanges a workload identity token for an Azure DevOps access token.
 
-use kube::api::ApiResource;
-use serde_json::{Map, Value, json};
-use tenant_identity_crd::TenantIdentity;
-
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::DynamicObject;
+use serde_json::{Map, Value, json};
 use tenant_identity_crd::reasons;
 
-use super::{Child, dynamic, is_current, owned_meta, str_field, upstream_condition};
-use crate::{
-    names,
-    plan::{Plan, git_object_level},
-    status::PartState,
-};
+use super::{Child, ChildKind, child, is_current, owned_meta, str_field, upstream_condition};
+use crate::{names, plan::Plan, status::PartState};
 
-pub fn resource() -> ApiResource {
-    ApiResource {
-        group: "source.toolkit.fluxcd.io".into(),
-        version: "v1".into(),
-        api_version: "source.toolkit.fluxcd.io/v1".into(),
-        kind: "GitRepository".into(),
-        plural: "gitrepositories".into(),
-    }
-}
-
-pub fn build(ti: &TenantIdentity, plan: &Plan) -> Option<Child> {
-    let git = ti.spec.git.as_ref()?;
-    let resource = resource();
+pub fn build(plan: &Plan, owner: &OwnerReference) -> Option<Child> {
+    let git = plan.git.as_ref()?;
     let mut spec = Map::new();
     spec.insert("url".into(), json!(git.url));
     spec.insert("interval".into(), json!(git.interval));
@@ -35,33 +18,33 @@ pub fn build(ti: &TenantIdentity, plan: &Plan) -> Option<Child> {
     if let Some(r) = &git.reference {
         spec.insert("ref".into(), serde_json::to_value(r).unwrap_or(Value::Null));
     }
-    if git_object_level(ti) {
+    if git.object_level() {
         spec.insert(
             "serviceAccountName".into(),
             json!(names::git_service_account(&plan.name)),
         );
     }
-    let meta = owned_meta(ti, plan, plan.name.clone());
-    Some(Child {
-        object: dynamic(&resource, meta, json!({ "spec": spec })),
-        resource,
-    })
+    let meta = owned_meta(plan, owner, plan.name.clone());
+    Some(child(
+        ChildKind::GitRepository,
+        meta,
+        json!({ "spec": spec }),
+    ))
 }
 
-/// Mirror the GitRepository's Ready (and Stalled) into GitSourceReady.
-pub fn observe(
-    ti: &TenantIdentity,
-    applied: &[DynamicObject],
-) -> (Option<PartState>, Option<(String, String)>) {
-    if ti.spec.git.is_none() {
-        return (None, None);
-    }
-    let Some(repo) = applied
-        .iter()
-        .find(|o| o.types.as_ref().is_some_and(|t| t.kind == "GitRepository"))
-    else {
-        return (None, None);
-    };
+/// What Flux says about the GitRepository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitObserved {
+    /// Mirrored into `GitSourceReady`.
+    pub part: PartState,
+    /// Flux `Stalled=True` (reason, message): terminal for the tenant too.
+    pub stalled: Option<(String, String)>,
+}
+
+/// Mirror the GitRepository's Ready (and Stalled); `None` when there is no git source.
+pub fn observe(plan: &Plan, applied: &[&DynamicObject]) -> Option<GitObserved> {
+    plan.git.as_ref()?;
+    let repo = applied.first()?;
     let stalled = upstream_condition(repo, "Stalled")
         .filter(|c| str_field(c, "status") == "True")
         .map(|c| {
@@ -71,7 +54,10 @@ pub fn observe(
             )
         });
     if let Some((reason, message)) = &stalled {
-        return (Some(PartState::failed(reason, message.clone())), stalled);
+        return Some(GitObserved {
+            part: PartState::failed(reason, message.clone()),
+            stalled,
+        });
     }
     let part = match upstream_condition(repo, "Ready") {
         Some(c) if is_current(repo, &c) => {
@@ -88,5 +74,8 @@ pub fn observe(
             "waiting for Flux source-controller to reconcile the GitRepository",
         ),
     };
-    (Some(part), None)
+    Some(GitObserved {
+        part,
+        stalled: None,
+    })
 }

@@ -1,28 +1,16 @@
 //! Flux `Kustomization` (`kustomize.toolkit.fluxcd.io/v1`) applying the tenant repository into
 //! the vcluster through the kubeconfig Secret vcluster exports (`vc-<vc>`, key `config`).
 
-use kube::api::ApiResource;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
-use tenant_identity_crd::TenantIdentity;
 
-use super::{Child, dynamic, owned_meta};
+use super::{Child, ChildKind, child, owned_meta};
 use crate::{names, plan::Plan};
 
-pub fn resource() -> ApiResource {
-    ApiResource {
-        group: "kustomize.toolkit.fluxcd.io".into(),
-        version: "v1".into(),
-        api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
-        kind: "Kustomization".into(),
-        plural: "kustomizations".into(),
-    }
-}
-
-pub fn build(ti: &TenantIdentity, plan: &Plan) -> Option<Child> {
-    let git = ti.spec.git.as_ref()?;
+pub fn build(plan: &Plan, owner: &OwnerReference) -> Option<Child> {
+    let git = plan.git.as_ref()?;
     let deploy = git.deploy.as_ref()?;
-    let resource = resource();
-    let meta = owned_meta(ti, plan, plan.name.clone());
+    let meta = owned_meta(plan, owner, plan.name.clone());
     let spec = json!({
         "interval": git.interval,
         "path": deploy.path,
@@ -33,8 +21,5 @@ pub fn build(ti: &TenantIdentity, plan: &Plan) -> Option<Child> {
             "key": "config",
         }},
     });
-    Some(Child {
-        object: dynamic(&resource, meta, json!({ "spec": spec })),
-        resource,
-    })
+    Some(child(ChildKind::Kustomization, meta, json!({ "spec": spec })))
 }

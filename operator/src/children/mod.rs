@@ -1,5 +1,10 @@
-//! Desired children, one module per kind. Every builder here is pure: TenantIdentity + Plan in,
+//! Desired children, one module per kind, driven by one table ([`ChildKind`]): what each kind
+//! is built from ([`build`]), how the controller hears about it ([`watch`]) and what its upstream
+//! status says ([`observe`]). Every function here is pure: a [`Plan`] and the owner reference in,
 //! objects out. The controller applies them with server-side apply.
+//!
+//! A new kind is a new [`ChildKind`] variant: the `match`es below stop compiling until it has a
+//! builder, a watch and an observation.
 
 pub mod federated_credential;
 pub mod git_repository;
@@ -10,17 +15,24 @@ pub mod sync_rules;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{
-    Resource, ResourceExt,
+    ResourceExt,
     api::{ApiResource, DynamicObject, ObjectMeta},
 };
-use tenant_identity_crd::TenantIdentity;
+pub use tenant_identity_crd::kinds::ChildKind;
+use tenant_identity_crd::kinds::{FIELD_MANAGER, MANAGED_BY_LABEL, TENANT_LABEL};
 
-use crate::{names, plan::Plan};
+use crate::{
+    names,
+    plan::Plan,
+    status::CredentialsObserved,
+};
 
-/// A desired object and the API it lives in.
+/// A desired object, the kind it is and the API it lives in.
 #[derive(Clone, Debug)]
 pub struct Child {
+    pub kind: ChildKind,
     pub resource: ApiResource,
     pub object: DynamicObject,
 }
@@ -31,46 +43,91 @@ impl Child {
     }
 }
 
-/// Every kind the operator owns (creates with a controller owner reference). The order is the
-/// apply order: things referenced come before things referencing them.
-pub fn owned_kinds() -> Vec<ApiResource> {
-    vec![
-        sync_rules::resource(),
-        git_service_account::resource(),
-        federated_credential::resource(),
-        git_repository::resource(),
-        kustomization::resource(),
-    ]
+/// How the controller learns that a child changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// A watch of the kind, selected on our managed-by label, mapped through the owner reference.
+    Owned,
+    /// Through the ServiceAccount watch the controller keeps anyway for the vcluster's host
+    /// ServiceAccounts (which are not ours, so they cannot be selected by our label).
+    ServiceAccounts,
 }
 
-/// All owned children the TenantIdentity asks for, in apply order.
-pub fn owned(ti: &TenantIdentity, plan: &Plan) -> Vec<Child> {
-    let mut out = vec![sync_rules::build(ti, plan)];
-    out.extend(git_service_account::build(ti, plan));
-    out.extend(federated_credential::build(ti, plan));
-    out.extend(git_repository::build(ti, plan));
-    out.extend(kustomization::build(ti, plan));
-    out
+/// The children of `kind` the plan asks for.
+pub fn build(kind: ChildKind, plan: &Plan, owner: &OwnerReference) -> Vec<Child> {
+    match kind {
+        ChildKind::SyncRules => vec![sync_rules::build(plan, owner)],
+        ChildKind::GitServiceAccount => git_service_account::build(plan, owner)
+            .into_iter()
+            .collect(),
+        ChildKind::FederatedCredential => federated_credential::build(plan, owner),
+        ChildKind::GitRepository => git_repository::build(plan, owner).into_iter().collect(),
+        ChildKind::Kustomization => kustomization::build(plan, owner).into_iter().collect(),
+    }
+}
+
+pub fn watch(kind: ChildKind) -> Watch {
+    match kind {
+        ChildKind::GitServiceAccount => Watch::ServiceAccounts,
+        ChildKind::SyncRules
+        | ChildKind::FederatedCredential
+        | ChildKind::GitRepository
+        | ChildKind::Kustomization => Watch::Owned,
+    }
+}
+
+/// What one kind's applied objects say about a part of the status.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observation {
+    /// `FederatedCredentialsReady`, mirrored from ASO.
+    Credentials(CredentialsObserved),
+    /// `GitSourceReady`, mirrored from Flux.
+    GitSource(git_repository::GitObserved),
+}
+
+/// Read the upstream status (ASO, Flux) other controllers write on our applied children.
+/// Kinds nobody reports on say nothing.
+pub fn observe(kind: ChildKind, plan: &Plan, applied: &[DynamicObject]) -> Option<Observation> {
+    let of_kind: Vec<&DynamicObject> = applied
+        .iter()
+        .filter(|o| {
+            o.types
+                .as_ref()
+                .is_some_and(|t| t.kind == kind.kind_name())
+        })
+        .collect();
+    match kind {
+        ChildKind::FederatedCredential => federated_credential::observe(plan, &of_kind)
+            .map(Observation::Credentials),
+        ChildKind::GitRepository => {
+            git_repository::observe(plan, &of_kind).map(Observation::GitSource)
+        }
+        ChildKind::SyncRules | ChildKind::GitServiceAccount | ChildKind::Kustomization => None,
+    }
+}
+
+/// All owned children the plan asks for, in apply order.
+pub fn owned(plan: &Plan, owner: &OwnerReference) -> Vec<Child> {
+    ChildKind::all()
+        .flat_map(|kind| build(kind, plan, owner))
+        .collect()
 }
 
 /// Metadata shared by every owned child: name, namespace, tenant label, controller owner ref.
-pub(crate) fn owned_meta(ti: &TenantIdentity, plan: &Plan, name: String) -> ObjectMeta {
+pub(crate) fn owned_meta(plan: &Plan, owner: &OwnerReference, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(plan.namespace.clone()),
         labels: Some(tenant_labels(&plan.name)),
-        owner_references: ti.controller_owner_ref(&()).map(|r| vec![r]),
+        owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     }
 }
 
 pub fn tenant_labels(tenant: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (names::TENANT_LABEL.to_string(), tenant.to_string()),
-        (
-            "app.kubernetes.io/managed-by".to_string(),
-            names::FIELD_MANAGER.to_string(),
-        ),
+        (TENANT_LABEL.to_string(), tenant.to_string()),
+        (MANAGED_BY_LABEL.to_string(), FIELD_MANAGER.to_string()),
     ])
 }
 
@@ -86,6 +143,16 @@ pub(crate) fn identity_annotations(plan: &Plan) -> BTreeMap<String, String> {
             plan.tenant_id.clone(),
         ),
     ])
+}
+
+/// An owned child of `kind` with `metadata` and the rest of its body in `data`.
+pub(crate) fn child(kind: ChildKind, metadata: ObjectMeta, data: serde_json::Value) -> Child {
+    let resource = kind.api_resource();
+    Child {
+        kind,
+        object: dynamic(&resource, metadata, data),
+        resource,
+    }
 }
 
 pub(crate) fn dynamic(

@@ -1,8 +1,10 @@
 use super::*;
 use crate::{
     plan::{Settings, resolve},
-    status::CredentialState,
+    status::{CredentialState, PartState},
 };
+use kube::Resource;
+use tenant_identity_crd::TenantIdentity;
 use serde_json::json;
 use tenant_identity_crd::conditions::Status;
 
@@ -22,8 +24,26 @@ fn build(spec: serde_json::Value) -> (Plan, Vec<Child>) {
         require_namespace_grant: false,
     };
     let plan = resolve(&t, &settings, "https://issuer.example/").unwrap();
-    let children = owned(&t, &plan);
+    let owner = t.controller_owner_ref(&()).unwrap();
+    let children = owned(&plan, &owner);
     (plan, children)
+}
+
+/// What the child table reports for ASO credentials.
+fn credentials(plan: &Plan, objs: &[DynamicObject]) -> (PartState, Vec<(String, CredentialState)>) {
+    match observe(ChildKind::FederatedCredential, plan, objs) {
+        Some(Observation::Credentials(c)) => (c.part, c.states),
+        other => panic!("not a credential observation: {other:?}"),
+    }
+}
+
+/// What the child table reports for the GitRepository.
+fn git(plan: &Plan, objs: &[DynamicObject]) -> (Option<PartState>, Option<(String, String)>) {
+    match observe(ChildKind::GitRepository, plan, objs) {
+        Some(Observation::GitSource(g)) => (Some(g.part), g.stalled),
+        None => (None, None),
+        other => panic!("not a git observation: {other:?}"),
+    }
 }
 
 const CLIENT: &str = "6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f";
@@ -214,7 +234,7 @@ fn aso_readiness_is_mirrored_per_credential() {
         with_status(fics[0], 2, ready.clone()),
         with_status(fics[1], 2, ready.clone()),
     ];
-    let (part, states) = federated_credential::observe(&plan, &all_ready);
+    let (part, states) = credentials(&plan, &all_ready);
     assert_eq!(
         (part.status, part.reason.as_str()),
         (Status::True, "CredentialsReady")
@@ -225,7 +245,7 @@ fn aso_readiness_is_mirrored_per_credential() {
         with_status(fics[0], 2, ready.clone()),
         with_status(fics[1], 2, failed),
     ];
-    let (part, states) = federated_credential::observe(&plan, &one_failed);
+    let (part, states) = credentials(&plan, &one_failed);
     assert_eq!(
         (part.status, part.reason.as_str()),
         (Status::False, "CredentialsFailed")
@@ -245,14 +265,14 @@ fn aso_readiness_is_mirrored_per_credential() {
         with_status(fics[0], 2, ready),
         with_status(fics[1], 2, stale),
     ];
-    let (part, states) = federated_credential::observe(&plan, &one_stale);
+    let (part, states) = credentials(&plan, &one_stale);
     assert_eq!(part.reason, "CredentialsPending");
     assert!(part.message.contains("1 of 2"), "{}", part.message);
     assert!(matches!(states[1].1, CredentialState::Pending(_)));
 
     let none: [DynamicObject; 0] = [];
     assert_eq!(
-        federated_credential::observe(&plan, &none).0.reason,
+        credentials(&plan, &none).0.reason,
         "CredentialsPending"
     );
 }
@@ -263,14 +283,13 @@ fn git_readiness_and_stall_are_mirrored_from_flux() {
         "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}},
         "git": {"url": "https://dev.azure.com/o/p/_git/r"}
     });
-    let t = ti(spec.clone());
-    let (_, children) = build(spec);
+    let (plan, children) = build(spec);
     let repo = children
         .iter()
         .find(|c| c.resource.kind == "GitRepository")
         .unwrap();
 
-    let (part, stalled) = git_repository::observe(&t, std::slice::from_ref(&repo.object));
+    let (part, stalled) = git(&plan, std::slice::from_ref(&repo.object));
     assert_eq!(
         part.unwrap().status,
         Status::Unknown,
@@ -284,7 +303,7 @@ fn git_readiness_and_stall_are_mirrored_from_flux() {
         json!({"observedGeneration": 1, "conditions": [
         {"type": "Ready", "status": "False", "reason": "AuthenticationFailed", "message": "401 Unauthorized"}]}),
     );
-    let (part, _) = git_repository::observe(&t, &[auth]);
+    let (part, _) = git(&plan, &[auth]);
     let part = part.unwrap();
     assert_eq!(
         (part.status, part.reason.as_str(), part.message.as_str()),
@@ -299,7 +318,7 @@ fn git_readiness_and_stall_are_mirrored_from_flux() {
         {"type": "Ready", "status": "False", "reason": "FeatureGateDisabled", "message": "enable it"},
         {"type": "Stalled", "status": "True", "reason": "FeatureGateDisabled", "message": "enable it"}]}),
     );
-    let (part, stalled) = git_repository::observe(&t, &[gate]);
+    let (part, stalled) = git(&plan, &[gate]);
     assert!(part.unwrap().terminal);
     assert_eq!(
         stalled,
@@ -312,15 +331,15 @@ fn git_readiness_and_stall_are_mirrored_from_flux() {
         json!({"observedGeneration": 1, "conditions": [
         {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored artifact"}]}),
     );
-    let (part, _) = git_repository::observe(&t, &[old]);
+    let (part, _) = git(&plan, &[old]);
     assert_eq!(
         part.unwrap().status,
         Status::Unknown,
         "Ready about an older generation"
     );
 
-    let no_git = ti(
+    let (no_git, _) = build(
         json!({"azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}}}),
     );
-    assert_eq!(git_repository::observe(&no_git, &[]), (None, None));
+    assert_eq!(git(&no_git, &[]), (None, None));
 }

@@ -1,20 +1,22 @@
-//! Kubernetes glue: the reconcile pipeline around the pure steps.
+//! Kubernetes glue: the reconcile pipeline around the pure steps (docs/architecture.md).
 //!
-//! read → validate and isolate (pure) → resolve issuer → plan (pure) → apply children (SSA) →
-//! prune → host ServiceAccount → observe backends → compute status (pure) → patch status.
+//! read → validate (pure) → isolate → resolve issuer → plan (pure) → apply children (SSA) →
+//! prune → host ServiceAccount → credential backend → summarize (pure) → patch status, once.
 //!
-//! This module holds the pipeline and the controller wiring; the I/O steps live in
-//! `owned` (apply and prune children), `host_service_account`, `arm` and `status_writer`.
+//! This module holds the pipeline; `run` wires the controller and its watches from the child
+//! table; the I/O steps live in `owned` (apply and prune children), `host_service_account` and
+//! `status_writer`; credential backends in `crate::backends`.
 
-mod arm;
 mod host_service_account;
 mod owned;
+mod run;
 mod status_writer;
 
-use arm::{delete_arm_credentials, refused, reported_credentials, sync_arm_credentials};
+pub use run::run;
+
 use host_service_account::{release_host_annotations, sync_host_service_account};
 use owned::{apply_child, prune};
-use status_writer::{report_unreadable, write_error_status, write_status};
+use status_writer::{report_unreadable, write_status};
 
 use std::{
     collections::HashMap,
@@ -23,62 +25,64 @@ use std::{
 };
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use futures::{FutureExt, StreamExt, future::BoxFuture};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::{
+    api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DynamicObject, ListParams, ObjectMeta},
+    api::ObjectMeta,
     core::DeserializeGuard,
     runtime::{
-        Controller,
         controller::Action,
         events::Recorder,
         finalizer::{self, finalizer},
         reflector::{ObjectRef, Store},
-        watcher,
     },
 };
-use tenant_identity_crd::{
-    DeletionPolicy, Mode, TenantIdentity,
-    conditions::{self, Status},
-    reasons,
-};
-use tracing::{debug, info, warn};
+use tenant_identity_crd::{DeletionPolicy, Mode, TenantIdentity, kinds::ChildKind};
+use tracing::{info, warn};
 
 use crate::{
-    azure::ArmBackend,
-    children,
+    backends::{Backends, SyncInput},
+    children::{self, Observation},
     error::{Error, Result},
     isolation,
     issuer::IssuerSource,
     metrics::{self, Metrics},
-    names::{self, FIELD_MANAGER, FINALIZER},
-    plan::{self, Plan, Settings, SpecError},
-    status::{self, Observed, PartState},
+    names::{self, FINALIZER},
+    plan::{self, Plan, Settings, SpecError, Teardown, Validated},
+    status::{self, Failure, Observed, Outcome},
 };
 
 /// What lives as long as the process (survives a lost and regained lease).
-pub struct Shared {
+pub struct Services {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub issuer: IssuerSource,
-    /// The managedIdentity backend; None when the operator runs without an Azure identity.
-    pub arm: Option<ArmBackend>,
+    pub backends: Backends,
 }
 
-/// Per controller run: the shared parts plus this run's cache.
+/// Per controller run: the process's services plus this run's cache.
 pub struct Context {
-    pub shared: Arc<Shared>,
+    pub services: Arc<Services>,
     pub store: Store<Guarded>,
     /// Per object (namespace, name): consecutive failures grow the delay until a success.
     backoffs: Mutex<HashMap<(String, String), ExponentialBackoff>>,
 }
 
 impl Context {
+    fn new(services: Arc<Services>, store: Store<Guarded>) -> Self {
+        Self {
+            services,
+            store,
+            backoffs: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn client(&self) -> Client {
-        self.shared.client.clone()
+        self.services.client.clone()
     }
 
     /// Valid TenantIdentities in the cache (unreadable ones are reported, not reconciled).
@@ -113,11 +117,11 @@ impl Context {
 }
 
 /// Cleanup that garbage collection cannot do needs a finalizer: releasing the annotations on the
-/// vcluster's host ServiceAccount (Shared mode; it is not ours to own) and, for the ARM backend,
-/// deleting credentials in Azure.
-pub fn needs_finalizer(ti: &TenantIdentity) -> bool {
+/// vcluster's host ServiceAccount (Shared mode; it is not ours to own) and whatever the
+/// credential backend says it must remove itself.
+fn needs_finalizer(ti: &TenantIdentity, backends: &Backends) -> bool {
     ti.spec.virtual_cluster.mode == Mode::Shared
-        || ti.spec.azure.identity.managed_identity.is_some()
+        || plan::declared_backend(ti).is_some_and(|b| backends.get(&b).needs_finalizer())
 }
 
 /// The controller watches `DeserializeGuard<TenantIdentity>` so that one object the types cannot
@@ -147,9 +151,8 @@ pub async fn reconcile(guard: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action>
 }
 
 async fn reconcile_tenant(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
-    let timer = ctx
-        .shared
-        .metrics
+    let m = &ctx.services.metrics;
+    let timer = m
         .reconcile_duration
         .with_label_values(&[] as &[&str])
         .start_timer();
@@ -157,7 +160,7 @@ async fn reconcile_tenant(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<
     let ns = ti.namespace().unwrap_or_default();
     let api: Api<TenantIdentity> = Api::namespaced(ctx.client(), &ns);
     let has_finalizer = ti.finalizers().iter().any(|f| f == FINALIZER);
-    let result = if needs_finalizer(&ti) || has_finalizer {
+    let result = if needs_finalizer(&ti, &ctx.services.backends) || has_finalizer {
         let ctx2 = ctx.clone();
         finalizer(&api, FINALIZER, ti, |event| async move {
             match event {
@@ -176,7 +179,6 @@ async fn reconcile_tenant(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<
         apply(ti, ctx.clone()).await
     };
     timer.observe_duration();
-    let m = &ctx.shared.metrics;
     match &result {
         Ok(_) => {
             m.reconcile_total
@@ -219,286 +221,165 @@ pub fn error_policy(guard: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(ctx.next_backoff(backoff_key(guard.meta())))
 }
 
-/// Outcome of the operator-only checks.
-enum Refusal {
-    /// Keep what exists, report (an edit may fix it).
+/// How the pipeline ended, before it is summarized into status.
+enum Ended {
+    /// The spec is invalid: keep what exists, report (an edit may fix it).
     Invalid(SpecError),
-    /// Tenant must not hold the identity: revoke what exists, report.
-    Revoke(SpecError),
+    /// The tenant must not hold the identity: what existed was revoked.
+    Revoked(SpecError),
+    Converged(Box<Observed>),
 }
 
-async fn check(ti: &TenantIdentity, ctx: &Context) -> Result<Option<Refusal>> {
-    if let Err(e) = plan::validate(ti) {
-        return Ok(Some(Refusal::Invalid(e)));
+/// One reconcile of an accepted or refused object: run the pipeline, then write status once.
+async fn apply(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
+    if ti.spec.suspend {
+        info!(tenant = %ObjectRef::from_obj(&*ti), "suspended; skipping");
+        return Ok(Action::await_change());
     }
+    let ended = pipeline(&ti, &ctx).await;
+    let failure;
+    let outcome = match &ended {
+        Ok(Ended::Invalid(e) | Ended::Revoked(e)) => Outcome::Refused(e),
+        Ok(Ended::Converged(o)) => Outcome::Converged(o),
+        Err(e) => {
+            failure = Failure {
+                reason: e.reason().to_string(),
+                message: e.to_string(),
+                terminal: e.is_terminal(),
+                credentials: e.is_backend(),
+            };
+            Outcome::Failed(&failure)
+        }
+    };
+    let summary = status::summarize(outcome, ti.status.as_ref());
+    let ready = summary.is_ready();
+    write_status(&ti, &ctx, summary).await?;
+    match ended? {
+        Ended::Invalid(_) => Ok(Action::await_change()),
+        // Claims change when other objects go away; look again now and then.
+        Ended::Revoked(_) => Ok(Action::requeue(Duration::from_secs(120))),
+        // Children are watched, so this is only a safety net against missed events and drift
+        // outside Kubernetes.
+        Ended::Converged(_) => Ok(Action::requeue(Duration::from_secs(if ready {
+            600
+        } else {
+            120
+        }))),
+    }
+}
+
+async fn pipeline(ti: &TenantIdentity, ctx: &Context) -> Result<Ended> {
+    let validated = match plan::validate(ti, &ctx.services.settings) {
+        Ok(v) => v,
+        Err(e) => return Ok(Ended::Invalid(e)),
+    };
+    if let Some(refusal) = isolate(ti, &validated, ctx).await? {
+        revoke(ti, ctx).await?;
+        return Ok(Ended::Revoked(refusal));
+    }
+    let issuer = ctx
+        .services
+        .issuer
+        .resolve(validated.spec_issuer(), &ctx.services.client)
+        .await?;
+    let plan = validated.with_issuer(issuer);
+    let Some(owner) = ti.controller_owner_ref(&()) else {
+        return Ok(Ended::Invalid(SpecError::invalid(
+            "metadata.uid: only objects read from the API server can own children",
+        )));
+    };
+    Ok(Ended::Converged(Box::new(
+        converge(ti, plan, &owner, ctx).await?,
+    )))
+}
+
+/// The isolation rules: a refusal means the tenant must not hold the identity.
+async fn isolate(
+    ti: &TenantIdentity,
+    validated: &Validated,
+    ctx: &Context,
+) -> Result<Option<SpecError>> {
     let state = ctx.tenants();
     let others = state
         .iter()
         .filter_map(|g| valid(g))
         .filter(|t| t.uid() != ti.uid());
     if let Some(e) = isolation::claim_conflict(ti, others) {
-        return Ok(Some(Refusal::Revoke(e)));
+        return Ok(Some(e));
     }
-    if ctx.shared.settings.require_namespace_grant {
-        let ns = ti.namespace().unwrap_or_default();
+    if ctx.services.settings.require_namespace_grant {
+        let ns = validated.namespace();
         let namespaces: Api<Namespace> = Api::all(ctx.client());
         let namespace = namespaces
-            .get(&ns)
+            .get(ns)
             .await
             .map_err(Error::KubernetesApiError)?;
         let grant = namespace
             .annotations()
             .get(names::GRANT_ANNOTATION)
             .cloned();
-        if let Err(e) = isolation::grant_check(&ti.spec.azure.client_id, &ns, grant.as_deref()) {
-            return Ok(Some(Refusal::Revoke(e)));
+        if let Err(e) = isolation::grant_check(validated.client_id(), ns, grant.as_deref()) {
+            return Ok(Some(e));
         }
     }
     Ok(None)
 }
 
-async fn apply(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
-    if ti.spec.suspend {
-        info!(tenant = %ObjectRef::from_obj(&*ti), "suspended; skipping");
-        return Ok(Action::await_change());
+/// Take away everything a refused tenant had: children, credentials, host annotations.
+async fn revoke(ti: &TenantIdentity, ctx: &Context) -> Result<()> {
+    prune(ti, &[], ctx).await?;
+    let teardown = Teardown::revocation(ti);
+    if let Some(backend) = &teardown.backend {
+        ctx.services.backends.get(backend).delete(&teardown).await?;
     }
-    match check(&ti, &ctx).await? {
-        Some(Refusal::Invalid(e)) => {
-            write_status(&ti, &ctx, status::refused(&e), None, Vec::new()).await?;
-            return Ok(Action::await_change());
-        }
-        Some(Refusal::Revoke(e)) => {
-            prune(&ti, &[], &ctx).await?;
-            delete_arm_credentials(&ti, &ctx, reported_credentials(&ti)).await?;
-            release_host_annotations(&ti, None, &ctx).await?;
-            write_status(&ti, &ctx, status::refused(&e), None, Vec::new()).await?;
-            // Claims change when other objects go away; look again now and then.
-            return Ok(Action::requeue(Duration::from_secs(120)));
-        }
-        None => {}
-    }
-
-    let issuer = match ctx
-        .shared
-        .issuer
-        .resolve(ti.spec.azure.issuer.as_deref(), &ctx.shared.client)
-        .await
-    {
-        Ok(i) => i,
-        Err(e) => {
-            let part = PartState::waiting(reasons::ISSUER_UNAVAILABLE, e.to_string());
-            write_error_status(&ti, &ctx, part, false).await?;
-            return Err(e);
-        }
-    };
-    let plan = match plan::resolve(&ti, &ctx.shared.settings, &issuer) {
-        Ok(p) => p,
-        Err(e) => {
-            write_status(&ti, &ctx, status::refused(&e), None, Vec::new()).await?;
-            return Ok(Action::await_change());
-        }
-    };
-
-    match converge(&ti, &plan, &ctx).await {
-        Ok(observed) => {
-            let computed = status::compute(&observed);
-            let ready = computed
-                .conditions
-                .iter()
-                .any(|c| c.type_ == conditions::READY && c.status == Status::True);
-            write_status(
-                &ti,
-                &ctx,
-                computed,
-                Some(plan.issuer.clone()),
-                plan.host_service_accounts(),
-            )
-            .await?;
-            // Children are watched, so this is only a safety net against missed events and
-            // drift outside Kubernetes.
-            Ok(Action::requeue(Duration::from_secs(if ready {
-                600
-            } else {
-                120
-            })))
-        }
-        Err(e) => {
-            let part = if e.is_terminal() {
-                PartState::failed(e.reason(), e.to_string())
-            } else {
-                PartState::waiting(e.reason(), e.to_string())
-            };
-            let credentials_failed = matches!(e, Error::Azure(_) | Error::ArmBackendUnavailable(_));
-            write_error_status(&ti, &ctx, part, credentials_failed).await?;
-            Err(e)
-        }
-    }
+    release_host_annotations(ti, None, ctx).await?;
+    Ok(())
 }
 
-async fn converge<'a>(ti: &TenantIdentity, plan: &'a Plan, ctx: &Context) -> Result<Observed<'a>> {
-    let desired = children::owned(ti, plan);
+async fn converge(
+    ti: &TenantIdentity,
+    plan: Plan,
+    owner: &OwnerReference,
+    ctx: &Context,
+) -> Result<Observed> {
+    let desired = children::owned(&plan, owner);
     let mut applied = Vec::with_capacity(desired.len());
     for child in &desired {
-        applied.push(apply_child(&ctx.shared.client, child).await?);
+        applied.push(apply_child(&ctx.services.client, child).await?);
     }
     prune(ti, &desired, ctx).await?;
-    let host_sync = sync_host_service_account(ti, plan, ctx).await?;
-    let (credentials, credential_states) = match &ti.spec.azure.identity.managed_identity {
-        Some(mi) => sync_arm_credentials(ti, plan, mi, ctx).await?,
-        None => children::federated_credential::observe(plan, &applied),
+    let host_sync = sync_host_service_account(ti, &plan, ctx).await?;
+    let credentials = ctx
+        .services
+        .backends
+        .get(&plan.backend)
+        .sync(SyncInput {
+            plan: &plan,
+            applied: &applied,
+            previous: ti.status.as_ref(),
+        })
+        .await?;
+    let git = match children::observe(ChildKind::GitRepository, &plan, &applied) {
+        Some(Observation::GitSource(git)) => Some(git),
+        _ => None,
     };
-    let (git, git_stalled) = children::git_repository::observe(ti, &applied);
     Ok(Observed {
         plan,
         credentials,
-        credential_states,
         host_sync,
         git,
-        git_stalled,
-        error: None,
     })
 }
 
-/// Removal: release host SA annotations and (ARM backend, `deletionPolicy: Delete`) delete the
-/// credentials in Azure; owned Kubernetes children go with garbage collection.
+/// Removal: release host SA annotations and (`deletionPolicy: Delete`) have the credential
+/// backend remove what it wrote; owned Kubernetes children go with garbage collection.
 async fn cleanup(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
     release_host_annotations(&ti, None, &ctx).await?;
     if ti.spec.deletion_policy == DeletionPolicy::Delete {
-        let mut names = reported_credentials(&ti);
-        // A crash between the ARM write and the status write leaves a credential that status
-        // does not list; its name is deterministic, so include what the spec implies, unless the
-        // object was refused (then it never wrote anything).
-        if !refused(&ti)
-            && let Ok(plan) = plan::resolve(&ti, &ctx.shared.settings, "https://unused.invalid/")
-        {
-            names.extend(plan.subjects.into_iter().map(|s| s.credential_name));
-        }
-        names.sort();
-        names.dedup();
-        // Without an ARM backend this operator never wrote a credential for a tenant that
-        // reported none, so there is nothing to delete and deletion must not hang.
-        let never_written = ctx.shared.arm.is_none() && reported_credentials(&ti).is_empty();
-        if !never_written {
-            delete_arm_credentials(&ti, &ctx, names).await?;
+        let teardown = Teardown::deletion(&ti, &ctx.services.settings);
+        if let Some(backend) = &teardown.backend {
+            ctx.services.backends.get(backend).delete(&teardown).await?;
         }
     }
     Ok(Action::await_change())
-}
-
-/// Run the controller until `shutdown` resolves.
-pub async fn run(
-    shared: Arc<Shared>,
-    shutdown: BoxFuture<'static, ()>,
-    on_ready: impl FnOnce() + Send + 'static,
-) {
-    let client = shared.client.clone();
-    let tenants: Api<Guarded> = Api::all(client.clone());
-    let owned =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    let controller = Controller::new(tenants, watcher::Config::default().any_semantic());
-    let store = controller.store();
-
-    let mut controller = controller.owns(
-        Api::<k8s_openapi::api::core::v1::ConfigMap>::all(client.clone()),
-        owned.clone(),
-    );
-    for resource in [
-        children::git_repository::resource(),
-        children::kustomization::resource(),
-        children::federated_credential::resource(),
-    ] {
-        if kind_served(&client, &resource).await {
-            controller = controller.owns_with(
-                Api::<DynamicObject>::all_with(client.clone(), &resource),
-                resource,
-                owned.clone(),
-            );
-        } else {
-            warn!(kind = %resource.kind, api_version = %resource.api_version, "kind not served; TenantIdentities that need it report DependencyMissing (restart the operator after installing it)");
-        }
-    }
-    // Host ServiceAccounts are not ours; map any SA event to the tenants of its namespace that
-    // care: the Shared-mode workload SA, or our own `<name>-git` child.
-    let sa_store = store.clone();
-    controller = controller.watches(
-        Api::<ServiceAccount>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-        move |sa| {
-            let ns = sa.namespace();
-            let name = sa.name_any();
-            sa_store
-                .state()
-                .into_iter()
-                .filter(|g| {
-                    valid(g).is_some_and(|t| {
-                        t.namespace() == ns
-                            && (plan::workload_service_account(t).as_deref() == Some(name.as_str())
-                                || names::git_service_account(&t.name_any()) == name)
-                    })
-                })
-                .map(|t| ObjectRef::from_obj(&*t))
-                .collect::<Vec<_>>()
-        },
-    );
-    if shared.settings.require_namespace_grant {
-        let ns_store = store.clone();
-        controller = controller.watches(
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
-            move |ns| {
-                let name = ns.name_any();
-                ns_store
-                    .state()
-                    .into_iter()
-                    .filter(|t| t.namespace().as_deref() == Some(name.as_str()))
-                    .map(|t| ObjectRef::from_obj(&*t))
-                    .collect::<Vec<_>>()
-            },
-        );
-    }
-
-    let ready_store = store.clone();
-    // `Store::wait_until_ready` keeps a single waker and the controller's runner waits on it too,
-    // so a second waiter may never be woken; poll the memoized result instead.
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tick.tick().await;
-            if let Some(Ok(())) = ready_store.wait_until_ready().now_or_never() {
-                on_ready();
-                return;
-            }
-        }
-    });
-    let ctx = Arc::new(Context {
-        shared,
-        store,
-        backoffs: Mutex::new(HashMap::new()),
-    });
-    // The controller wants a Sync future; relay the trigger through a oneshot.
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(());
-    });
-    controller
-        .graceful_shutdown_on(async move {
-            let _ = stop_rx.await;
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => debug!(tenant = %obj, "reconciled"),
-                Err(e) => debug!(error = %e, "controller event"),
-            }
-        })
-        .boxed()
-        .await;
-}
-
-async fn kind_served(client: &Client, resource: &kube::api::ApiResource) -> bool {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
-    api.list_metadata(&ListParams::default().limit(1))
-        .await
-        .is_ok()
 }

@@ -10,8 +10,10 @@ use tenant_identity_crd::TenantIdentity;
 use tracing::info;
 
 use super::Context;
+use tenant_identity_crd::kinds;
+
 use crate::{
-    children::{self, Child},
+    children::Child,
     error::{Error, Result},
     names::{self, FIELD_MANAGER},
 };
@@ -46,11 +48,7 @@ pub(super) async fn prune(ti: &TenantIdentity, desired: &[Child], ctx: &Context)
         .map(|c| (c.resource.kind.clone(), c.name()))
         .collect();
     let selector = format!("{}={}", names::TENANT_LABEL, ti.name_any());
-    let mut seen_kinds = BTreeSet::new();
-    for resource in children::owned_kinds() {
-        if !seen_kinds.insert(resource.kind.clone()) {
-            continue;
-        }
+    for resource in kinds::owned_resources() {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client(), &ns, &resource);
         let list = match api.list(&ListParams::default().labels(&selector)).await {
             Ok(l) => l,

@@ -11,7 +11,7 @@ use kube::{
 use serde_json::json;
 use tenant_identity_crd::{
     TenantIdentity, TenantIdentityStatus,
-    conditions::{self, ALL_TYPES, Status},
+    conditions::{self, ALL_TYPES},
     reasons,
 };
 use tracing::{debug, warn};
@@ -21,57 +21,8 @@ use crate::{
     error::{Error, Result},
     names::{self, FIELD_MANAGER},
     plan::SpecError,
-    status::{self, ComputedStatus, PartState},
+    status::{self, Outcome, Summary},
 };
-
-pub(super) async fn write_error_status(
-    ti: &TenantIdentity,
-    ctx: &Context,
-    part: PartState,
-    credentials_failed: bool,
-) -> Result<()> {
-    let type_ = if part.terminal {
-        conditions::STALLED
-    } else {
-        conditions::RECONCILING
-    };
-    let mut desired = vec![
-        conditions::DesiredCondition::new(
-            conditions::READY,
-            Status::False,
-            &part.reason,
-            &part.message,
-        ),
-        conditions::DesiredCondition::new(type_, Status::True, &part.reason, &part.message),
-    ];
-    if credentials_failed {
-        desired.push(conditions::DesiredCondition::new(
-            conditions::FEDERATED_CREDENTIALS_READY,
-            Status::False,
-            &part.reason,
-            &part.message,
-        ));
-    }
-    let computed = ComputedStatus {
-        conditions: desired,
-        subjects: ti
-            .status
-            .as_ref()
-            .map(|s| s.subjects.clone())
-            .unwrap_or_default(),
-    };
-    let previous = ti.status.as_ref();
-    write_status(
-        ti,
-        ctx,
-        computed,
-        previous.and_then(|s| s.issuer.clone()),
-        previous
-            .map(|s| s.host_service_accounts.clone())
-            .unwrap_or_default(),
-    )
-    .await
-}
 
 /// Patch status with SSA on the status subresource (so a GitOps tool owning the spec never
 /// conflicts with us), skipping the call when nothing changed, and publish an event when the
@@ -79,15 +30,13 @@ pub(super) async fn write_error_status(
 pub(super) async fn write_status(
     ti: &TenantIdentity,
     ctx: &Context,
-    computed: ComputedStatus,
-    issuer: Option<String>,
-    host_service_accounts: Vec<String>,
+    summary: Summary,
 ) -> Result<()> {
     let now = Time(Timestamp::now());
     let previous = ti.status.clone().unwrap_or_default();
     let merged = conditions::merge(
         &previous.conditions,
-        &computed.conditions,
+        &summary.conditions,
         ti.metadata.generation,
         &now,
     );
@@ -99,9 +48,9 @@ pub(super) async fn write_status(
     let status = TenantIdentityStatus {
         observed_generation: ti.metadata.generation,
         conditions: merged,
-        issuer,
-        subjects: computed.subjects,
-        host_service_accounts,
+        issuer: summary.issuer,
+        subjects: summary.subjects,
+        host_service_accounts: summary.host_service_accounts,
         last_handled_reconcile_at: requested_at,
     };
     if status == previous {
@@ -143,7 +92,7 @@ pub(super) async fn write_status(
             secondary: None,
         };
         if let Err(e) = ctx
-            .shared
+            .services
             .recorder
             .publish(&event, &ti.object_ref(&()))
             .await
@@ -189,7 +138,10 @@ pub(super) async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) ->
     if already {
         return Ok(());
     }
-    let refused = status::refused(&SpecError::invalid(message.clone()));
+    let refused = status::summarize(
+        Outcome::Refused(&SpecError::invalid(message.clone())),
+        None,
+    );
     let now = Time(Timestamp::now());
     let conditions = conditions::merge(&[], &refused.conditions, generation, &now);
     let patch = json!({
@@ -212,7 +164,7 @@ pub(super) async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) ->
         secondary: None,
     };
     if let Err(e) = ctx
-        .shared
+        .services
         .recorder
         .publish(&event, &live.object_ref(&resource))
         .await

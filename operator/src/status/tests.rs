@@ -14,22 +14,30 @@ fn plan() -> Plan {
     resolve(&t, &Settings::default(), "https://issuer/").unwrap()
 }
 
-fn observed(plan: &Plan) -> Observed<'_> {
+fn observed(plan: &Plan) -> Observed {
     Observed {
-        plan,
-        credentials: PartState::ready("CredentialsReady", "ok"),
-        credential_states: vec![(
-            plan.subjects[0].credential_name.clone(),
-            CredentialState::Ready,
-        )],
+        plan: plan.clone(),
+        credentials: CredentialsObserved {
+            part: PartState::ready("CredentialsReady", "ok"),
+            states: vec![(
+                plan.subjects[0].credential_name.clone(),
+                CredentialState::Ready,
+            )],
+        },
         host_sync: PartState::ready("HostSyncApplied", "ok"),
         git: None,
-        git_stalled: None,
-        error: None,
     }
 }
 
-fn get<'a>(s: &'a ComputedStatus, t: &str) -> Option<&'a DesiredCondition> {
+fn compute(o: &Observed) -> Summary {
+    summarize(Outcome::Converged(o), None)
+}
+
+fn git(part: PartState, stalled: Option<(String, String)>) -> Option<GitObserved> {
+    Some(GitObserved { part, stalled })
+}
+
+fn get<'a>(s: &'a Summary, t: &str) -> Option<&'a DesiredCondition> {
     s.conditions.iter().find(|c| c.type_ == t)
 }
 
@@ -67,10 +75,10 @@ fn waiting_vcluster_reconciles_with_its_reason() {
 fn git_mirrors_flux_and_stall_is_terminal() {
     let p = plan();
     let mut o = observed(&p);
-    o.git = Some(PartState::waiting(
-        "AuthenticationFailed",
-        "401 from dev.azure.com",
-    ));
+    o.git = git(
+        PartState::waiting("AuthenticationFailed", "401 from dev.azure.com"),
+        None,
+    );
     let s = compute(&o);
     let ready = get(&s, "Ready").unwrap();
     assert_eq!(ready.reason, "GitSourceNotReady");
@@ -85,14 +93,13 @@ fn git_mirrors_flux_and_stall_is_terminal() {
     );
     assert!(get(&s, "Reconciling").is_some());
 
-    o.git = Some(PartState::failed(
-        "FeatureGateDisabled",
-        "enable ObjectLevelWorkloadIdentity",
-    ));
-    o.git_stalled = Some((
-        "FeatureGateDisabled".into(),
-        "enable ObjectLevelWorkloadIdentity".into(),
-    ));
+    o.git = git(
+        PartState::failed("FeatureGateDisabled", "enable ObjectLevelWorkloadIdentity"),
+        Some((
+            "FeatureGateDisabled".into(),
+            "enable ObjectLevelWorkloadIdentity".into(),
+        )),
+    );
     let s = compute(&o);
     let stalled = get(&s, "Stalled").unwrap();
     assert_eq!(
@@ -105,20 +112,23 @@ fn git_mirrors_flux_and_stall_is_terminal() {
 
 #[test]
 fn errors_take_precedence_and_refusals_stall() {
-    let p = plan();
-    let mut o = observed(&p);
-    o.error = Some(PartState::waiting(
-        "KubernetesApiError",
-        "connection refused",
-    ));
-    let s = compute(&o);
+    let failure = Failure {
+        reason: "KubernetesApiError".into(),
+        message: "connection refused".into(),
+        terminal: false,
+        credentials: false,
+    };
+    let s = summarize(Outcome::Failed(&failure), None);
     assert_eq!(get(&s, "Ready").unwrap().reason, "KubernetesApiError");
     assert!(get(&s, "Reconciling").is_some());
 
-    let r = refused(&crate::plan::SpecError {
-        reason: "IdentityClaimConflict",
-        message: "taken".into(),
-    });
+    let r = summarize(
+        Outcome::Refused(&crate::plan::SpecError {
+            reason: "IdentityClaimConflict",
+            message: "taken".into(),
+        }),
+        None,
+    );
     assert_eq!(r.conditions[0].reason, "IdentityClaimConflict");
     assert_eq!(r.conditions[1].type_, "Stalled");
     assert!(r.subjects.is_empty());
@@ -128,8 +138,10 @@ fn errors_take_precedence_and_refusals_stall() {
 fn pending_credentials_listed_per_subject() {
     let p = plan();
     let mut o = observed(&p);
-    o.credentials = PartState::waiting("CredentialsPending", "waiting for ASO");
-    o.credential_states.clear();
+    o.credentials = CredentialsObserved {
+        part: PartState::waiting("CredentialsPending", "waiting for ASO"),
+        states: Vec::new(),
+    };
     let s = compute(&o);
     assert_eq!(get(&s, "Ready").unwrap().reason, "CredentialsPending");
     assert_eq!(s.subjects[0].state, "Pending");

@@ -1,0 +1,136 @@
+//! Controller wiring: the TenantIdentity watch, one watch per owned child kind from the child
+//! table, the host ServiceAccount watch and (with `--require-namespace-grant`) namespaces.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ApiResource, DynamicObject, ListParams},
+    runtime::{Controller, reflector::ObjectRef, watcher},
+};
+use tenant_identity_crd::kinds::{self, ChildKind};
+use tracing::{debug, warn};
+
+use super::{Context, Guarded, Services, error_policy, reconcile, valid};
+use crate::{
+    children::{self, Watch},
+    names, plan,
+};
+
+/// Run the controller until `shutdown` resolves.
+pub async fn run(
+    services: Arc<Services>,
+    shutdown: BoxFuture<'static, ()>,
+    on_ready: impl FnOnce() + Send + 'static,
+) {
+    let client = services.client.clone();
+    let tenants: Api<Guarded> = Api::all(client.clone());
+    let owned = watcher::Config::default().labels(&kinds::managed_by_selector());
+    let controller = Controller::new(tenants, watcher::Config::default().any_semantic());
+    let store = controller.store();
+
+    let mut controller = controller;
+    let mut watched: Vec<ApiResource> = Vec::new();
+    for kind in ChildKind::all() {
+        let resource = kind.api_resource();
+        if children::watch(kind) != Watch::Owned
+            || watched
+                .iter()
+                .any(|w| w.api_version == resource.api_version && w.kind == resource.kind)
+        {
+            continue;
+        }
+        if !kind.is_builtin() && !kind_served(&client, &resource).await {
+            warn!(kind = %resource.kind, api_version = %resource.api_version, "kind not served; TenantIdentities that need it report DependencyMissing (restart the operator after installing it)");
+            continue;
+        }
+        controller = controller.owns_with(
+            Api::<DynamicObject>::all_with(client.clone(), &resource),
+            resource.clone(),
+            owned.clone(),
+        );
+        watched.push(resource);
+    }
+    // Host ServiceAccounts are not ours; map any SA event to the tenants of its namespace that
+    // care: the Shared-mode workload SA, or our own `<name>-git` child (`Watch::ServiceAccounts`).
+    let sa_store = store.clone();
+    controller = controller.watches(
+        Api::<ServiceAccount>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+        move |sa| {
+            let ns = sa.namespace();
+            let name = sa.name_any();
+            sa_store
+                .state()
+                .into_iter()
+                .filter(|g| {
+                    valid(g).is_some_and(|t| {
+                        t.namespace() == ns
+                            && (plan::workload_service_account(t).as_deref() == Some(name.as_str())
+                                || names::git_service_account(&t.name_any()) == name)
+                    })
+                })
+                .map(|t| ObjectRef::from_obj(&*t))
+                .collect::<Vec<_>>()
+        },
+    );
+    if services.settings.require_namespace_grant {
+        let ns_store = store.clone();
+        controller = controller.watches(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+            move |ns| {
+                let name = ns.name_any();
+                ns_store
+                    .state()
+                    .into_iter()
+                    .filter(|t| t.namespace().as_deref() == Some(name.as_str()))
+                    .map(|t| ObjectRef::from_obj(&*t))
+                    .collect::<Vec<_>>()
+            },
+        );
+    }
+
+    let ready_store = store.clone();
+    // `Store::wait_until_ready` keeps a single waker and the controller's runner waits on it too,
+    // so a second waiter may never be woken; poll the memoized result instead.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            if let Some(Ok(())) = ready_store.wait_until_ready().now_or_never() {
+                on_ready();
+                return;
+            }
+        }
+    });
+    let ctx = Arc::new(Context::new(services, store));
+    // The controller wants a Sync future; relay the trigger through a oneshot.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    });
+    controller
+        .graceful_shutdown_on(async move {
+            let _ = stop_rx.await;
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => debug!(tenant = %obj, "reconciled"),
+                Err(e) => debug!(error = %e, "controller event"),
+            }
+        })
+        .boxed()
+        .await;
+}
+
+async fn kind_served(client: &Client, resource: &ApiResource) -> bool {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
+    api.list_metadata(&ListParams::default().limit(1))
+        .await
+        .is_ok()
+}

@@ -3,7 +3,7 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /_fake/identities` `{subscriptionId, resourceGroup, name}` | create (or keep) an identity |
+//! | `POST /_fake/identities` `{subscriptionId, resourceGroup, name, clientId?}` | create (or keep) an identity; `clientId` sets its client id |
 //! | `GET/POST /_fake/identities/{sub}/{rg}/{name}/credentials` | list / seed credentials |
 //! | `GET/POST/DELETE /_fake/faults` | pending faults / inject one / clear all |
 //! | `GET/DELETE /_fake/calls` | call counters / reset them |
@@ -16,6 +16,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::parent_not_found;
@@ -24,13 +25,35 @@ use crate::model::{
 };
 use crate::state::Shared;
 
+/// Body of `POST /_fake/identities`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CreateIdentity {
+    #[serde(flatten)]
+    reference: IdentityRef,
+    /// The identity's client id; [`IdentityRef::default_client_id`] for a new identity when
+    /// absent.
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
 pub(crate) async fn create_identity(
     State(shared): State<Arc<Shared>>,
-    Json(reference): Json<IdentityRef>,
+    Json(request): Json<CreateIdentity>,
 ) -> Response {
-    let id = reference.arm_id();
-    shared.lock().create_identity(reference);
-    (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
+    let id = request.reference.arm_id();
+    let key = request.reference.key();
+    let mut state = shared.lock();
+    state.create_identity(request.reference, request.client_id);
+    let client_id = state
+        .identities
+        .get(&key)
+        .map(|identity| identity.client_id.clone());
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "clientId": client_id })),
+    )
+        .into_response()
 }
 
 pub(crate) async fn list_credentials(

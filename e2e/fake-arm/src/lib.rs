@@ -1,5 +1,6 @@
-//! A fake Azure Resource Manager (federated identity credentials only) and a fake Microsoft Entra
-//! token endpoint, served over plain HTTP on 127.0.0.1, for tests of the operator's ARM backend.
+//! A fake Azure Resource Manager (user-assigned identities and their federated identity
+//! credentials) and a fake Microsoft Entra token endpoint, served over plain HTTP on 127.0.0.1,
+//! for tests of the operator's ARM backend.
 //!
 //! It is deliberately *strict*: it enforces the parts of the ARM contract (the ARM
 //! ManagedIdentity OpenAPI spec, api-version 2026-05-31, and the documented service behaviour)
@@ -7,7 +8,8 @@
 //! as the real service:
 //!
 //! * identities must exist first (created through the admin API) — otherwise 404
-//!   `ParentResourceNotFound`, like ARM for a nested resource;
+//!   `ParentResourceNotFound`, like ARM for a nested resource, and 404 `ResourceNotFound` for
+//!   `GET .../userAssignedIdentities/{name}`;
 //! * FIC names match `^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$`; ARM names are case-insensitive;
 //! * exactly one audience, an `https` issuer, issuer+subject unique per identity, at most 20
 //!   credentials per identity;
@@ -15,7 +17,8 @@
 //!   `ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity` (a write keeps the
 //!   identity "busy" for a configurable window);
 //! * every ARM call needs `Authorization: Bearer <token issued by the fake token endpoint>`;
-//! * `api-version` must be one that serves FIC operations.
+//! * `api-version` must be one that serves the resource (FIC operations need a newer one than
+//!   reading the identity).
 //!
 //! Tests observe it through call counters (so "a steady state makes no writes" is an assertion,
 //! not a hope), inject faults (status, count, `Retry-After`), and seed "foreign" credentials. The
@@ -29,7 +32,8 @@
 //! are marked as such; clients must not depend on their exact text.
 //!
 //! Modules, each using only the ones listed after it: this file wires the routes and holds
-//! [`FakeArm`]; `token` (Entra token endpoint), `arm` (ARM API: `path`, `credentials`) and `admin` (`/_fake/` HTTP API) serve requests; `state` is the shared state
+//! [`FakeArm`]; `token` (Entra token endpoint), `arm` (ARM API: `path`, `credentials`,
+//! `identity`) and `admin` (`/_fake/` HTTP API) serve requests; `state` is the shared state
 //! and the credential rules; `error` the ARM error bodies; `model` the public data types.
 
 mod admin;
@@ -52,7 +56,8 @@ use tokio::task::JoinHandle;
 pub use crate::error::ArmFault;
 pub use crate::model::{
     CONCURRENT_WRITE_CODE, CREDENTIAL_TYPE, CallCounts, DUPLICATE_MESSAGE, FakeConfig, Fault,
-    IdentityRef, LIMIT_ERROR_CODE, MAX_CREDENTIALS_PER_IDENTITY, Operation, SUPPORTED_API_VERSIONS,
+    IDENTITY_API_VERSIONS, IDENTITY_LOCATION, IDENTITY_TENANT_ID, IDENTITY_TYPE, IdentityRef,
+    LIMIT_ERROR_CODE, MAX_CREDENTIALS_PER_IDENTITY, Operation, SUPPORTED_API_VERSIONS,
     StoredCredential, TokenRequestRecord, limit_error_message,
 };
 use crate::state::Shared;
@@ -122,7 +127,9 @@ impl FakeArm {
         Ok(())
     }
 
-    /// Create (or keep) a user-assigned identity so FIC calls under it succeed.
+    /// Create (or keep) a user-assigned identity so FIC calls under it succeed and `GET` of it
+    /// answers 200. A new identity's client id is [`IdentityRef::default_client_id`]; an
+    /// existing identity keeps its client id and credentials.
     pub fn create_identity(
         &self,
         subscription_id: &str,
@@ -130,8 +137,36 @@ impl FakeArm {
         name: &str,
     ) -> IdentityRef {
         let reference = IdentityRef::new(subscription_id, resource_group, name);
-        self.shared.lock().create_identity(reference.clone());
+        self.shared.lock().create_identity(reference.clone(), None);
         reference
+    }
+
+    /// Like [`Self::create_identity`], with `client_id` as the identity's
+    /// `properties.clientId` (ARM's are UUIDs). On an existing identity this changes only the
+    /// client id; to model an identity deleted and re-created under the same name, call
+    /// [`Self::delete_identity`] first.
+    pub fn create_identity_with_client_id(
+        &self,
+        subscription_id: &str,
+        resource_group: &str,
+        name: &str,
+        client_id: &str,
+    ) -> IdentityRef {
+        let reference = IdentityRef::new(subscription_id, resource_group, name);
+        self.shared
+            .lock()
+            .create_identity(reference.clone(), Some(client_id.to_string()));
+        reference
+    }
+
+    /// The identity's client id (what `GET` of it answers in `properties.clientId`), or `None`
+    /// if the identity does not exist.
+    pub fn client_id(&self, identity: &IdentityRef) -> Option<String> {
+        self.shared
+            .lock()
+            .identities
+            .get(&identity.key())
+            .map(|i| i.client_id.clone())
     }
 
     /// Delete an identity and all its credentials (as when someone deletes it in Azure).

@@ -2,6 +2,7 @@
 //! data: nothing here knows about HTTP or the shared state.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// At most this many federated identity credentials per user-assigned identity (Entra limit).
 pub const MAX_CREDENTIALS_PER_IDENTITY: usize = 20;
@@ -17,9 +18,34 @@ pub const SUPPORTED_API_VERSIONS: &[&str] = &[
     "2026-05-31",
 ];
 
+/// API versions that serve `GET .../userAssignedIdentities/{name}`: every version of the
+/// Microsoft.ManagedIdentity API, including the ones without federated identity credentials.
+pub const IDENTITY_API_VERSIONS: &[&str] = &[
+    "2015-08-31-preview",
+    "2018-11-30",
+    "2021-09-30-preview",
+    "2022-01-31-preview",
+    "2023-01-31",
+    "2023-07-31-preview",
+    "2024-11-30",
+    "2025-01-31-preview",
+    "2025-05-31-preview",
+    "2026-05-31",
+];
+
 /// ARM resource type of a federated identity credential.
 pub const CREDENTIAL_TYPE: &str =
     "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials";
+
+/// ARM resource type of a user-assigned identity.
+pub const IDENTITY_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
+
+/// `location` of every identity the fake serves (ARM requires one on a tracked resource).
+pub const IDENTITY_LOCATION: &str = "eastus";
+
+/// `properties.tenantId` of every identity the fake serves. The fake token endpoint accepts any
+/// tenant, so this is only a well-formed UUID, not tied to the tenant a client asks a token of.
+pub const IDENTITY_TENANT_ID: &str = "00000000-0000-4000-8000-000000000001";
 
 /// Error code used for the 20-credential limit. NOT VERIFIED against the real service (see the
 /// crate docs); ARM uses `BadRequest` for the other documented FIC validation errors.
@@ -66,6 +92,10 @@ pub struct CallCounts {
     pub delete: u64,
     pub list: u64,
     pub token: u64,
+    /// `GET .../userAssignedIdentities/{name}` (reading the identity itself, not its FICs).
+    /// Counted like the other ARM calls: before the token and `api-version` checks.
+    #[serde(default)]
+    pub get_identity: u64,
     /// Requests to an ARM path with a method the API does not have.
     pub other: u64,
     /// Writes rejected with 409 because another write to the same identity was in flight.
@@ -177,10 +207,45 @@ impl IdentityRef {
         )
     }
 
+    /// The `clientId` the fake gives this identity when it is created without one
+    /// ([`FakeArm::create_identity`](crate::FakeArm::create_identity), or the admin API without
+    /// `clientId`).
+    ///
+    /// Derived, so a test can compute it without asking the fake: a name-based UUIDv8
+    /// (RFC 9562, section 5.8 and appendix B.2) whose bytes are the first 16 bytes of
+    /// SHA-256 over `"fake-arm:clientId:"` followed by the lowercased [`Self::arm_id`], with the
+    /// version and variant bits set. ARM ids are case-insensitive, so every casing of one
+    /// identity gets the same client id; another subscription, group or name gets another.
+    /// (The real service generates a random one; a deleted and re-created identity gets a new
+    /// one there, so a test that models that registers the re-created identity with an explicit
+    /// client id.)
+    pub fn default_client_id(&self) -> String {
+        derived_uuid("clientId", self)
+    }
+
+    /// The `principalId` the fake gives this identity: derived like
+    /// [`Self::default_client_id`], with `"fake-arm:principalId:"` as the prefix.
+    pub fn default_principal_id(&self) -> String {
+        derived_uuid("principalId", self)
+    }
+
     /// ARM ids are case-insensitive; this is the map key.
     pub(crate) fn key(&self) -> String {
         self.arm_id().to_ascii_lowercase()
     }
+}
+
+/// Name-based UUIDv8 of `reference` for one `field` (see [`IdentityRef::default_client_id`]).
+fn derived_uuid(field: &str, reference: &IdentityRef) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"fake-arm:")
+        .chain_update(field.as_bytes())
+        .chain_update(b":")
+        .chain_update(reference.key().as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::new_v8(bytes).hyphenated().to_string()
 }
 
 /// A federated identity credential as stored by the fake.
@@ -229,4 +294,32 @@ pub struct FakeConfig {
     /// `expires_in` advertised by the token endpoint. Issued tokens stay valid at the fake
     /// regardless, so a test can force client-side refreshes without getting 401s.
     pub token_expires_in: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_ids_are_stable_case_insensitive_uuids() {
+        let a = IdentityRef::new("sub", "rg", "id1");
+        let client = a.default_client_id();
+        let parsed = uuid::Uuid::parse_str(&client).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 8);
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(client, a.default_client_id(), "deterministic");
+        // The documented derivation, computed independently (Python's hashlib and uuid): any
+        // change to it is deliberate and breaks comparisons against ids computed elsewhere.
+        assert_eq!(client, "bbfb39ba-d8c2-8622-b536-dd4074f79b97");
+        assert_eq!(
+            client,
+            IdentityRef::new("SUB", "RG", "ID1").default_client_id(),
+            "ARM ids are case-insensitive"
+        );
+        assert_ne!(
+            client,
+            IdentityRef::new("sub", "rg", "id2").default_client_id()
+        );
+        assert_ne!(client, a.default_principal_id());
+    }
 }

@@ -20,6 +20,11 @@ use crate::model::{
 /// A user-assigned identity as the fake stores it.
 pub(crate) struct Identity {
     pub(crate) reference: IdentityRef,
+    /// `properties.clientId`: given when the identity was created, or
+    /// [`IdentityRef::default_client_id`].
+    pub(crate) client_id: String,
+    /// `properties.principalId`: [`IdentityRef::default_principal_id`].
+    pub(crate) principal_id: String,
     /// Keyed by lowercased name: ARM resource names are case-insensitive.
     pub(crate) credentials: BTreeMap<String, StoredCredential>,
     pub(crate) busy_until: Option<Instant>,
@@ -89,14 +94,22 @@ impl Shared {
 
 impl FakeState {
     /// Create the identity if it does not exist (keeping an existing one and its credentials).
-    pub(crate) fn create_identity(&mut self, reference: IdentityRef) {
-        self.identities
+    /// `client_id` sets its client id, also on an existing identity; `None` leaves an existing
+    /// one's as it is and gives a new one [`IdentityRef::default_client_id`].
+    pub(crate) fn create_identity(&mut self, reference: IdentityRef, client_id: Option<String>) {
+        let identity = self
+            .identities
             .entry(reference.key())
             .or_insert_with(|| Identity {
+                client_id: reference.default_client_id(),
+                principal_id: reference.default_principal_id(),
                 reference,
                 credentials: BTreeMap::new(),
                 busy_until: None,
             });
+        if let Some(client_id) = client_id {
+            identity.client_id = client_id;
+        }
     }
 
     /// Add a credential as some other actor would: not counted as a call, ignores the busy
@@ -263,5 +276,26 @@ mod tests {
         ] {
             assert!(!is_valid_credential_name(bad), "{bad} should be invalid");
         }
+    }
+
+    #[test]
+    fn creating_an_identity_keeps_it_and_sets_only_a_given_client_id() {
+        let shared = Shared::new("http://fake".into());
+        let mut s = shared.lock();
+        let reference = IdentityRef::new("sub", "rg", "id1");
+        s.create_identity(reference.clone(), None);
+        let key = reference.key();
+        assert_eq!(s.identities[&key].client_id, reference.default_client_id());
+        s.seed_credential(
+            &reference,
+            StoredCredential::new("fic", "https://issuer", "subject", "aud"),
+        )
+        .expect("seed");
+        s.create_identity(reference.clone(), Some("explicit".into()));
+        assert_eq!(s.identities[&key].client_id, "explicit");
+        s.create_identity(IdentityRef::new("SUB", "RG", "ID1"), None);
+        assert_eq!(s.identities[&key].client_id, "explicit", "kept");
+        assert_eq!(s.identities[&key].credentials.len(), 1, "credentials kept");
+        assert_eq!(s.identities.len(), 1);
     }
 }

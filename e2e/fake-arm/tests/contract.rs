@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use fake_arm::{
-    CONCURRENT_WRITE_CODE, DUPLICATE_MESSAGE, FakeArm, Fault, IdentityRef,
-    MAX_CREDENTIALS_PER_IDENTITY, Operation, StoredCredential,
+    CONCURRENT_WRITE_CODE, DUPLICATE_MESSAGE, FakeArm, Fault, IDENTITY_LOCATION,
+    IDENTITY_TENANT_ID, IDENTITY_TYPE, IdentityRef, MAX_CREDENTIALS_PER_IDENTITY, Operation,
+    StoredCredential,
 };
 use serde_json::{Value, json};
 
@@ -45,6 +46,19 @@ impl Client {
             u.push('/');
             u.push_str(f);
         }
+        if !api.is_empty() {
+            u.push_str("?api-version=");
+            u.push_str(api);
+        }
+        u
+    }
+
+    /// `GET .../userAssignedIdentities/{name}` (the identity itself).
+    fn identity_url(&self, id: &IdentityRef, api: &str) -> String {
+        let mut u = format!(
+            "{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
+            self.base, id.subscription_id, id.resource_group, id.name
+        );
         if !api.is_empty() {
             u.push_str("?api-version=");
             u.push_str(api);
@@ -586,4 +600,228 @@ async fn binary_writes_its_url_and_serves() {
         .expect("get");
     assert_eq!(calls.status(), 200);
     child.kill().await.expect("kill");
+}
+
+// The identity itself: `UserAssignedIdentities_Get` of the ARM ManagedIdentity OpenAPI spec,
+// api-version 2026-05-31 (200: `Identity`, otherwise ARM's error body).
+
+const CLIENT_ID: &str = "2f6d3a4e-5b1c-4d7e-9f80-1a2b3c4d5e6f";
+
+#[tokio::test]
+async fn identity_get_answers_the_identity_resource() {
+    let fake = FakeArm::start().await.expect("start");
+    let id = fake.create_identity_with_client_id("c267c0e7", "rgName", "identityName", CLIENT_ID);
+    let client = Client::new(&fake).await;
+    let (status, _, body) = client
+        .send(client.http.get(client.identity_url(&id, "2026-05-31")))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({
+            "id": "/subscriptions/c267c0e7/resourcegroups/rgName/providers/Microsoft.ManagedIdentity/userAssignedIdentities/identityName",
+            "name": "identityName",
+            "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
+            "location": IDENTITY_LOCATION,
+            "tags": {},
+            "properties": {
+                "tenantId": IDENTITY_TENANT_ID,
+                "principalId": id.default_principal_id(),
+                "clientId": CLIENT_ID,
+            },
+        })
+    );
+    assert_eq!(body["type"], IDENTITY_TYPE);
+    assert_eq!(fake.client_id(&id).as_deref(), Some(CLIENT_ID));
+
+    // Names are case-insensitive; the answer keeps the casing the identity was created with.
+    let other_casing = IdentityRef::new("C267C0E7", "RGNAME", "IDENTITYNAME");
+    let (status, _, upper) = client
+        .send(
+            client
+                .http
+                .get(client.identity_url(&other_casing, "2024-11-30")),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(upper, body);
+
+    // Reading an identity is counted on its own; no FIC call and no write.
+    let calls = fake.calls();
+    assert_eq!(calls.get_identity, 2);
+    assert_eq!((calls.get, calls.list, calls.writes()), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn identity_created_without_a_client_id_gets_a_derived_one() {
+    let fake = FakeArm::start().await.expect("start");
+    let id = fake.create_identity("sub", "rg", "id1");
+    let derived = id.default_client_id();
+    assert_eq!(fake.client_id(&id).as_deref(), Some(derived.as_str()));
+    let client = Client::new(&fake).await;
+    let (status, _, body) = client
+        .send(client.http.get(client.identity_url(&id, "2026-05-31")))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["properties"]["clientId"], derived.as_str());
+    // Same identity, same id, in any process: a test can compare without asking the fake.
+    assert_eq!(
+        derived,
+        IdentityRef::new("sub", "rg", "id1").default_client_id()
+    );
+    let other = fake.create_identity("sub", "rg", "id2");
+    assert_ne!(fake.client_id(&other), Some(derived.clone()));
+    // Creating it again keeps the identity as it is; giving a client id changes only that.
+    fake.seed_credential(&id, StoredCredential::new("fic-1", ISSUER, "s", AUD))
+        .expect("seed");
+    fake.create_identity("sub", "rg", "id1");
+    assert_eq!(fake.client_id(&id).as_deref(), Some(derived.as_str()));
+    fake.create_identity_with_client_id("sub", "rg", "id1", CLIENT_ID);
+    assert_eq!(fake.client_id(&id).as_deref(), Some(CLIENT_ID));
+    assert_eq!(fake.credentials(&id).map(|c| c.len()), Some(1));
+}
+
+#[tokio::test]
+async fn unknown_identity_get_is_404_resource_not_found() {
+    let fake = FakeArm::start().await.expect("start");
+    let client = Client::new(&fake).await;
+    let missing = IdentityRef::new("sub", "rg", "nope");
+    let (status, _, body) = client
+        .send(client.http.get(client.identity_url(&missing, "2026-05-31")))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"error": {
+            "code": "ResourceNotFound",
+            "message": "The Resource 'Microsoft.ManagedIdentity/userAssignedIdentities/nope' under resource group 'rg' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+        }})
+    );
+    // An identity deleted in Azure is gone for GET too.
+    let id = fake.create_identity("sub", "rg", "id1");
+    let url = client.identity_url(&id, "2026-05-31");
+    assert_eq!(client.send(client.http.get(&url)).await.0, 200);
+    assert!(fake.delete_identity(&id));
+    assert_eq!(fake.client_id(&id), None);
+    let (status, _, body) = client.send(client.http.get(&url)).await;
+    assert_eq!((status, error_code(&body)), (404, "ResourceNotFound"));
+    assert_eq!(fake.calls().get_identity, 3);
+}
+
+#[tokio::test]
+async fn identity_get_needs_a_token_and_an_api_version() {
+    let fake = FakeArm::start().await.expect("start");
+    let id = fake.create_identity("sub", "rg", "id1");
+    let client = Client::new(&fake).await;
+    let url = client.identity_url(&id, "2026-05-31");
+    let resp = client.http.get(&url).send().await.expect("send");
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(error_code(&body), "AuthenticationFailed");
+    let resp = client
+        .http
+        .get(&url)
+        .bearer_auth("made-up")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(error_code(&body), "InvalidAuthenticationToken");
+    fake.revoke_tokens();
+    let (status, _, body) = client.send(client.http.get(&url)).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (401, "InvalidAuthenticationToken")
+    );
+    let client = Client::new(&fake).await;
+    for (version, status, code) in [
+        ("", 400, "MissingApiVersionParameter"),
+        ("1999-01-01", 400, "InvalidApiVersionParameter"),
+        // Reading an identity is older than FICs: 2018-11-30 serves it (but not FICs).
+        ("2018-11-30", 200, ""),
+        ("2024-11-30", 200, ""),
+        ("2026-05-31", 200, ""),
+    ] {
+        let (got, _, body) = client
+            .send(client.http.get(client.identity_url(&id, version)))
+            .await;
+        assert_eq!(got, status, "{version}");
+        assert_eq!(error_code(&body), code, "{version}");
+    }
+    // A missing identity is reported only to an authenticated caller.
+    let missing = IdentityRef::new("sub", "rg", "nope");
+    let resp = client
+        .http
+        .get(client.identity_url(&missing, "2026-05-31"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 401);
+    let calls = fake.calls();
+    assert_eq!(calls.get_identity, 9, "every identity GET is counted");
+    assert_eq!(calls.other, 0);
+}
+
+#[tokio::test]
+async fn identity_writes_are_not_served() {
+    let fake = FakeArm::start().await.expect("start");
+    let id = fake.create_identity("sub", "rg", "id1");
+    let client = Client::new(&fake).await;
+    let url = client.identity_url(&id, "2026-05-31");
+    fake.reset_calls();
+    for req in [
+        client.http.put(&url).json(&json!({"location": "eastus"})),
+        client.http.patch(&url).json(&json!({"tags": {}})),
+        client.http.delete(&url),
+    ] {
+        let (status, _, body) = client.send(req).await;
+        assert_eq!((status, error_code(&body)), (404, "NotFound"));
+    }
+    assert_eq!(fake.calls(), Default::default());
+    assert!(fake.client_id(&id).is_some(), "still there");
+}
+
+#[tokio::test]
+async fn admin_http_api_creates_identities_with_a_client_id() {
+    let fake = FakeArm::start().await.expect("start");
+    let http = reqwest::Client::new();
+    let base = fake.url();
+    let resp = http
+        .post(format!("{base}/_fake/identities"))
+        .json(&json!({
+            "subscriptionId": "sub", "resourceGroup": "rg", "name": "id1", "clientId": CLIENT_ID,
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.expect("json");
+    let id = IdentityRef::new("sub", "rg", "id1");
+    assert_eq!(body, json!({"id": id.arm_id(), "clientId": CLIENT_ID}));
+    let resp = http
+        .post(format!("{base}/_fake/identities"))
+        .json(&json!({"subscriptionId": "sub", "resourceGroup": "rg", "name": "id2"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.expect("json");
+    let id2 = IdentityRef::new("sub", "rg", "id2");
+    assert_eq!(body["clientId"], id2.default_client_id().as_str());
+    let client = Client::new(&fake).await;
+    let (status, _, body) = client
+        .send(client.http.get(client.identity_url(&id, "2026-05-31")))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["properties"]["clientId"], CLIENT_ID);
+    let calls: Value = http
+        .get(format!("{base}/_fake/calls"))
+        .send()
+        .await
+        .expect("calls")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(calls["getIdentity"], 1);
 }

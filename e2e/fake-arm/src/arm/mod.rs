@@ -1,9 +1,10 @@
 //! The ARM API: every request that is not the token endpoint or the admin API. Routes a
-//! request to the federated identity credentials of an identity, after the checks every ARM
+//! request to the identity or its federated identity credentials, after the checks every ARM
 //! call gets, in ARM's order: the call is counted, the bearer token must be one the fake token
-//! endpoint issued, an injected fault is served, and the `api-version` must serve FICs.
+//! endpoint issued, an injected fault is served, and the `api-version` must serve the resource.
 
 mod credentials;
+mod identity;
 mod path;
 
 use std::collections::HashMap;
@@ -12,12 +13,12 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use self::credentials::Outcome;
-use self::path::{ArmPath, parse_arm_path};
+use self::path::{ArmPath, parse_arm_path, parse_identity_path};
 use crate::error::{ArmFault, fault_response};
-use crate::model::{Operation, SUPPORTED_API_VERSIONS};
+use crate::model::{IDENTITY_API_VERSIONS, IdentityRef, Operation, SUPPORTED_API_VERSIONS};
 use crate::state::{FakeState, Shared};
 
 pub(crate) async fn arm_endpoint(
@@ -46,6 +47,13 @@ fn arm_locked(
 ) -> Outcome {
     if let Some(path) = parse_arm_path(uri.path()) {
         return credentials_call(shared, method, uri, headers, body, &path);
+    }
+    // Only reading an identity is served; creating, updating or deleting one is up to the
+    // test, through the admin API.
+    if method == Method::GET
+        && let Some(identity) = parse_identity_path(uri.path())
+    {
+        return Outcome::Now(identity_call(shared, uri, headers, &identity));
     }
     ArmFault::new(
         StatusCode::NOT_FOUND,
@@ -112,7 +120,7 @@ fn credentials_call(
         return Outcome::Now(fault_response(&fault, uri.path()));
     }
     let query = query_of(uri);
-    let api_version = match check_api_version(&query) {
+    let api_version = match check_api_version(&query, SUPPORTED_API_VERSIONS) {
         Ok(v) => v,
         Err(e) => return e.into(),
     };
@@ -125,6 +133,22 @@ fn credentials_call(
         CredentialCall::Delete => credentials::delete(&mut state, path),
     };
     result.unwrap_or_else(Outcome::from)
+}
+
+/// `GET` of the identity itself. Counted in [`crate::CallCounts::get_identity`]; there is no
+/// [`Operation`] for it, so no fault can be injected on it.
+fn identity_call(
+    shared: &Shared,
+    uri: &Uri,
+    headers: &HeaderMap,
+    reference: &IdentityRef,
+) -> Response {
+    let mut state = shared.lock();
+    state.calls.get_identity += 1;
+    let checked = check_auth(&state, headers)
+        .and_then(|()| check_api_version(&query_of(uri), IDENTITY_API_VERSIONS))
+        .and_then(|_| identity::get(&state, reference));
+    checked.unwrap_or_else(IntoResponse::into_response)
 }
 
 fn query_of(uri: &Uri) -> HashMap<String, String> {
@@ -159,8 +183,11 @@ fn check_auth(state: &FakeState, headers: &HeaderMap) -> Result<(), ArmFault> {
     }
 }
 
-/// The request's `api-version`, if it is one that serves FIC operations.
-fn check_api_version(query: &HashMap<String, String>) -> Result<String, ArmFault> {
+/// The request's `api-version`, if it is one of `supported`.
+fn check_api_version(
+    query: &HashMap<String, String>,
+    supported: &[&str],
+) -> Result<String, ArmFault> {
     let Some(version) = query.get("api-version") else {
         return Err(ArmFault::new(
             StatusCode::BAD_REQUEST,
@@ -168,7 +195,7 @@ fn check_api_version(query: &HashMap<String, String>) -> Result<String, ArmFault
             "The api-version query parameter (?api-version=) is required for all requests.",
         ));
     };
-    if SUPPORTED_API_VERSIONS.contains(&version.as_str()) {
+    if supported.contains(&version.as_str()) {
         Ok(version.clone())
     } else {
         Err(ArmFault::new(
@@ -176,7 +203,7 @@ fn check_api_version(query: &HashMap<String, String>) -> Result<String, ArmFault
             "InvalidApiVersionParameter",
             format!(
                 "The api-version '{version}' is invalid. The supported versions are '{}'.",
-                SUPPORTED_API_VERSIONS.join(",")
+                supported.join(",")
             ),
         ))
     }

@@ -33,6 +33,16 @@ pub(crate) fn parse_arm_path(path: &str) -> Option<ArmPath> {
     })
 }
 
+/// Parse `/subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.ManagedIdentity/
+/// userAssignedIdentities/{i}` (the identity itself).
+pub(crate) fn parse_identity_path(path: &str) -> Option<IdentityRef> {
+    let segments = decoded_segments(path);
+    if segments.len() != IDENTITY_SEGMENTS {
+        return None;
+    }
+    identity_prefix(&segments)
+}
+
 fn decoded_segments(path: &str) -> Vec<String> {
     path.trim_start_matches('/')
         .split('/')
@@ -79,6 +89,31 @@ mod tests {
                 "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Other/userAssignedIdentities/i/federatedIdentityCredentials"
             )
             .is_none()
+        );
+    }
+
+    #[test]
+    fn identity_path_parsing() {
+        assert_eq!(
+            parse_identity_path(
+                "/subscriptions/s/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userassignedidentities/id%20x"
+            ),
+            Some(IdentityRef::new("s", "rg", "id x"))
+        );
+        for other in [
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i/federatedIdentityCredentials",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Other/userAssignedIdentities/i",
+        ] {
+            assert!(parse_identity_path(other).is_none(), "{other}");
+        }
+        assert!(
+            parse_arm_path(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i"
+            )
+            .is_none(),
+            "the identity itself is not a FIC path"
         );
     }
 

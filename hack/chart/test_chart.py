@@ -549,17 +549,15 @@ def test_workload_identity_wiring():
 # RBAC
 # ------------------------------------------------------------------------------------------------
 
-REQUIRED_ACCESS = [
-    # (apiGroup, resource, verbs) the operator cannot work without
-    ("identity.tenancy.dev", "tenantidentities", {"get", "list", "watch", "patch"}),
-    ("identity.tenancy.dev", "tenantidentities/status", {"patch"}),
-    ("", "configmaps", {"create", "patch", "delete"}),
-    ("", "serviceaccounts", {"get", "create", "patch", "delete"}),
-    ("events.k8s.io", "events", {"create"}),
-    ("source.toolkit.fluxcd.io", "gitrepositories", {"create", "patch", "delete", "watch"}),
-    ("kustomize.toolkit.fluxcd.io", "kustomizations", {"create", "patch", "delete"}),
-    ("managedidentity.azure.com", "federatedidentitycredentials", {"create", "patch", "delete", "watch"}),
-]
+def required_access(require_namespace_grant=False):
+    """(apiGroup, resource, verbs) the operator needs, as the binary derives them from its child table."""
+    cmd = [tio_bin(), "rbac"] + (["--require-namespace-grant"] if require_namespace_grant else [])
+    out = run(cmd)
+    check(out.returncode == 0, f"{' '.join(cmd)} failed: {out.stderr}")
+    rules = yaml.safe_load(out.stdout)
+    return [(g, res, set(r["verbs"])) for r in rules for g in r["apiGroups"] for res in r["resources"]]
+
+
 FORBIDDEN_RESOURCES = {"secrets", "serviceaccounts/token", "pods", "pods/exec", "clusterroles", "clusterrolebindings",
                        "roles", "rolebindings", "nodes", "*"}
 FORBIDDEN_VERBS = {"*", "escalate", "bind", "impersonate", "deletecollection"}
@@ -578,7 +576,7 @@ def test_rbac_least_privilege():
     objs = objects({})
     cr = one(objs, "ClusterRole")
     granted = _granted(cr["rules"])
-    for group, resource, verbs in REQUIRED_ACCESS:
+    for group, resource, verbs in required_access():
         have = granted.get((group, resource), set())
         check(verbs <= have, f"ClusterRole lacks {sorted(verbs - have)} on {group or 'core'}/{resource}")
     for r in cr["rules"] + one(objs, "Role")["rules"]:
@@ -603,6 +601,9 @@ def test_rbac_least_privilege():
     granted_grant = _granted(one(objects({"security": {"requireNamespaceGrant": True}}), "ClusterRole")["rules"])
     check({"get", "list", "watch"} <= granted_grant.get(("", "namespaces"), set()),
           "security.requireNamespaceGrant grants get/list/watch on namespaces")
+    for group, resource, verbs in required_access(require_namespace_grant=True):
+        have = granted_grant.get((group, resource), set())
+        check(verbs <= have, f"with requireNamespaceGrant the ClusterRole lacks {sorted(verbs - have)} on {group or 'core'}/{resource}")
 
 
 def test_every_rbac_rule_has_a_comment():

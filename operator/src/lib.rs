@@ -17,6 +17,7 @@ pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod plan;
+pub mod rbac;
 pub mod render;
 pub mod status;
 pub mod telemetry;

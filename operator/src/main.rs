@@ -44,6 +44,12 @@ enum Command {
     Crd,
     /// Print, offline, every child object for the TenantIdentities in a file.
     Render(RenderArgs),
+    /// Print the Kubernetes API access the operator needs, as ClusterRole rules (YAML).
+    Rbac {
+        /// Include what --require-namespace-grant needs.
+        #[arg(long)]
+        require_namespace_grant: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -116,6 +122,9 @@ async fn main() {
     let result = match cli.command {
         Command::Crd => print_crd(),
         Command::Render(args) => run_render(args),
+        Command::Rbac {
+            require_namespace_grant,
+        } => print_rbac(require_namespace_grant),
         Command::Run(args) => run(args).await,
     };
     if let Err(e) = result {
@@ -127,6 +136,16 @@ async fn main() {
 
 fn print_crd() -> anyhow::Result<()> {
     print!("{}", serde_yaml::to_string(&TenantIdentity::crd())?);
+    Ok(())
+}
+
+fn print_rbac(require_namespace_grant: bool) -> anyhow::Result<()> {
+    print!(
+        "{}",
+        serde_yaml::to_string(&tenant_identity_operator::rbac::required(
+            require_namespace_grant
+        ))?
+    );
     Ok(())
 }
 

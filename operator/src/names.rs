@@ -3,10 +3,9 @@
 
 use sha2::{Digest, Sha256};
 
-/// Field manager for every server-side apply the operator makes.
-pub const FIELD_MANAGER: &str = "tenant-identity-operator";
-/// Label on every child, value = TenantIdentity name.
-pub const TENANT_LABEL: &str = "identity.tenancy.dev/tenant";
+/// Field manager of every server-side apply, and the label on every child (defined with the
+/// child table).
+pub use tenant_identity_crd::kinds::{FIELD_MANAGER, TENANT_LABEL};
 /// Finalizer guarding cleanup that garbage collection cannot do (host SA annotations, ARM).
 pub const FINALIZER: &str = "identity.tenancy.dev/cleanup";
 /// Namespace annotation through which the platform team grants client ids to a namespace.

@@ -245,7 +245,12 @@ fn reported_credentials(ti: &TenantIdentity) -> Vec<String> {
 fn was_refused(ti: &TenantIdentity) -> bool {
     ti.status
         .as_ref()
-        .and_then(|s| tenant_identity_crd::conditions::find(&s.conditions, tenant_identity_crd::conditions::READY))
+        .and_then(|s| {
+            tenant_identity_crd::conditions::find(
+                &s.conditions,
+                tenant_identity_crd::conditions::READY,
+            )
+        })
         .is_some_and(|c| {
             c.reason == reasons::IDENTITY_CLAIM_CONFLICT
                 || c.reason == reasons::IDENTITY_NOT_GRANTED

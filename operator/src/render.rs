@@ -147,14 +147,15 @@ pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderErro
 
 /// The controller owner reference the operator sets; `uid` is empty for an object read offline.
 fn owner_reference(ti: &TenantIdentity) -> OwnerReference {
-    ti.controller_owner_ref(&()).unwrap_or_else(|| OwnerReference {
-        api_version: TenantIdentity::api_version(&()).into_owned(),
-        kind: TenantIdentity::kind(&()).into_owned(),
-        name: ti.name_any(),
-        uid: String::new(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    })
+    ti.controller_owner_ref(&())
+        .unwrap_or_else(|| OwnerReference {
+            api_version: TenantIdentity::api_version(&()).into_owned(),
+            kind: TenantIdentity::kind(&()).into_owned(),
+            name: ti.name_any(),
+            uid: String::new(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        })
 }
 
 fn push_doc(

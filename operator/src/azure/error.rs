@@ -9,7 +9,9 @@ use std::time::Duration;
 /// single FIC PUT/DELETE, which completes in about a second.
 pub const CONCURRENT_WRITE_RETRY: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr, strum::VariantNames)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum ArmError {
     /// 429: ARM throttled us. Retry after `retry_after` when ARM said so.
     #[error("Azure Resource Manager throttled the request (HTTP 429){}: {message}", fmt_after(.retry_after))]

@@ -15,13 +15,13 @@ pub mod metrics;
 pub mod token;
 pub mod types;
 
+pub use crate::plan::ManagedIdentity;
 pub use backend::{
     ArmBackend, CredentialChange, DesiredCredential, SyncReport, is_valid_credential_name,
 };
 pub use client::{
     ArmClient, ArmConfig, DEFAULT_API_VERSION, DEFAULT_ARM_ENDPOINT, DEFAULT_AUTHORITY_HOST,
 };
-pub use crate::plan::ManagedIdentity;
 pub use error::ArmError;
 pub use metrics::{AzureOperation, AzureRequestMetrics};
 pub use token::{AccessToken, WorkloadIdentityCredential};

@@ -32,7 +32,11 @@ pub fn build(plan: &Plan, owner: &OwnerReference) -> Vec<Child> {
                 "issuer": plan.issuer,
                 "subject": s.subject,
             });
-            child(ChildKind::FederatedCredential, meta, json!({ "spec": spec }))
+            child(
+                ChildKind::FederatedCredential,
+                meta,
+                json!({ "spec": spec }),
+            )
         })
         .collect()
 }

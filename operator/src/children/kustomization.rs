@@ -21,5 +21,9 @@ pub fn build(plan: &Plan, owner: &OwnerReference) -> Option<Child> {
             "key": "config",
         }},
     });
-    Some(child(ChildKind::Kustomization, meta, json!({ "spec": spec })))
+    Some(child(
+        ChildKind::Kustomization,
+        meta,
+        json!({ "spec": spec }),
+    ))
 }

@@ -23,11 +23,7 @@ use kube::{
 pub use tenant_identity_crd::kinds::ChildKind;
 use tenant_identity_crd::kinds::{FIELD_MANAGER, MANAGED_BY_LABEL, TENANT_LABEL};
 
-use crate::{
-    names,
-    plan::Plan,
-    status::CredentialsObserved,
-};
+use crate::{names, plan::Plan, status::CredentialsObserved};
 
 /// A desired object, the kind it is and the API it lives in.
 #[derive(Clone, Debug)]
@@ -90,15 +86,12 @@ pub enum Observation {
 pub fn observe(kind: ChildKind, plan: &Plan, applied: &[DynamicObject]) -> Option<Observation> {
     let of_kind: Vec<&DynamicObject> = applied
         .iter()
-        .filter(|o| {
-            o.types
-                .as_ref()
-                .is_some_and(|t| t.kind == kind.kind_name())
-        })
+        .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == kind.kind_name()))
         .collect();
     match kind {
-        ChildKind::FederatedCredential => federated_credential::observe(plan, &of_kind)
-            .map(Observation::Credentials),
+        ChildKind::FederatedCredential => {
+            federated_credential::observe(plan, &of_kind).map(Observation::Credentials)
+        }
         ChildKind::GitRepository => {
             git_repository::observe(plan, &of_kind).map(Observation::GitSource)
         }

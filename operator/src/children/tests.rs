@@ -4,8 +4,8 @@ use crate::{
     status::{CredentialState, PartState},
 };
 use kube::Resource;
-use tenant_identity_crd::TenantIdentity;
 use serde_json::json;
+use tenant_identity_crd::TenantIdentity;
 use tenant_identity_crd::conditions::Status;
 
 fn ti(spec: serde_json::Value) -> TenantIdentity {
@@ -271,10 +271,7 @@ fn aso_readiness_is_mirrored_per_credential() {
     assert!(matches!(states[1].1, CredentialState::Pending(_)));
 
     let none: [DynamicObject; 0] = [];
-    assert_eq!(
-        credentials(&plan, &none).0.reason,
-        "CredentialsPending"
-    );
+    assert_eq!(credentials(&plan, &none).0.reason, "CredentialsPending");
 }
 
 #[test]

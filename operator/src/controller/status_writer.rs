@@ -138,10 +138,7 @@ pub(super) async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) ->
     if already {
         return Ok(());
     }
-    let refused = status::summarize(
-        Outcome::Refused(&SpecError::invalid(message.clone())),
-        None,
-    );
+    let refused = status::summarize(Outcome::Refused(&SpecError::invalid(message.clone())), None);
     let now = Time(Timestamp::now());
     let conditions = conditions::merge(&[], &refused.conditions, generation, &now);
     let patch = json!({

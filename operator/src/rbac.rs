@@ -1,0 +1,90 @@
+//! The Kubernetes API access the operator needs, derived from the child table, so the chart's
+//! ClusterRole can be checked against the code (`tenant-identity-operator rbac`).
+
+use serde::Serialize;
+use tenant_identity_crd::kinds;
+
+/// One RBAC rule: verbs on a resource of an API group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRule {
+    pub api_groups: Vec<String>,
+    pub resources: Vec<String>,
+    pub verbs: Vec<&'static str>,
+    /// Why the operator needs it.
+    #[serde(skip)]
+    pub why: &'static str,
+}
+
+fn rule(group: &str, resource: &str, verbs: &[&'static str], why: &'static str) -> AccessRule {
+    AccessRule {
+        api_groups: vec![group.to_string()],
+        resources: vec![resource.to_string()],
+        verbs: verbs.to_vec(),
+        why,
+    }
+}
+
+/// Every rule the reconcile uses. `require_namespace_grant` adds the namespace read.
+pub fn required(require_namespace_grant: bool) -> Vec<AccessRule> {
+    let mut rules = vec![
+        rule(
+            "identity.tenancy.dev",
+            "tenantidentities",
+            &["list", "watch", "patch"],
+            "the primary resource; patch adds and removes the finalizer",
+        ),
+        rule(
+            "identity.tenancy.dev",
+            "tenantidentities/status",
+            &["patch"],
+            "status is server-side applied",
+        ),
+        rule(
+            "events.k8s.io",
+            "events",
+            &["create"],
+            "one Event per Ready transition",
+        ),
+    ];
+    for resource in kinds::owned_resources() {
+        rules.push(rule(
+            &resource.group,
+            &resource.plural,
+            &["list", "watch", "create", "patch", "delete"],
+            "an owned child kind: applied (create, patch), watched, pruned",
+        ));
+    }
+    // The vcluster's host ServiceAccounts are not children, but the operator lists them and
+    // patches its two annotations onto them; covered by the ServiceAccount rule above.
+    if require_namespace_grant {
+        rules.push(rule(
+            "",
+            "namespaces",
+            &["get", "list", "watch"],
+            "the grant annotation on tenant namespaces",
+        ));
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_owned_kind_is_covered() {
+        let rules = required(false);
+        for kind in kinds::ChildKind::all() {
+            let r = kind.api_resource();
+            assert!(
+                rules
+                    .iter()
+                    .any(|x| x.api_groups == [r.group.clone()] && x.resources == [r.plural.clone()]),
+                "{kind:?}"
+            );
+        }
+        assert!(!rules.iter().any(|r| r.resources == ["namespaces"]));
+        assert!(required(true).iter().any(|r| r.resources == ["namespaces"]));
+    }
+}

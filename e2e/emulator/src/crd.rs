@@ -9,6 +9,9 @@ use crate::error::Cause;
 use crate::resources::{ResourceDef, VersionDef, sort_versions};
 use crate::validation;
 
+/// The finalizer that holds a deleted CRD until its custom resources are gone.
+pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+
 fn invalid(field: &str, message: &str) -> Cause {
     Cause {
         reason: "FieldValueInvalid".into(),

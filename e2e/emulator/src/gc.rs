@@ -9,12 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
+use crate::crd::CLEANUP_FINALIZER;
 use crate::object;
 use crate::ops::{self, DeleteOptions};
 use crate::resources::ResKey;
 use crate::store::Store;
-
-const CRD_CLEANUP: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 /// Runs passes whenever notified, until `shutdown` flips to true.
 pub async fn run(store: Arc<Mutex<Store>>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -156,7 +155,7 @@ fn crds(store: &mut Store) -> bool {
         let mut obj = crd.clone();
         let meta = object::metadata_mut(&mut obj);
         if let Some(Value::Array(f)) = meta.get_mut("finalizers") {
-            f.retain(|x| x.as_str() != Some(CRD_CLEANUP));
+            f.retain(|x| x.as_str() != Some(CLEANUP_FINALIZER));
             if f.is_empty() {
                 meta.remove("finalizers");
             }

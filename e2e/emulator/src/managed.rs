@@ -27,7 +27,8 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn is(&self, id: &ManagerId) -> bool {
+    /// Whether this entry is the one `id` writes to.
+    pub fn is(&self, id: &ManagerId) -> bool {
         self.manager == id.manager
             && self.operation == id.operation
             && self.subresource == id.subresource

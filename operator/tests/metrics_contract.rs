@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
+use prometheus_parse::{Scrape, Value};
 use promql_parser::label::{METRIC_NAME, MatchOp};
 use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
 use promql_parser::util::{ExprVisitor, walk_expr};
@@ -377,39 +378,36 @@ async fn get(app: &Router, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// Metric families of a text exposition: sample name -> family type (from `# TYPE`).
+/// Metric families of a text exposition: sample name -> family type (from `# TYPE`). A histogram
+/// `x` has samples `x_bucket`, `x_sum` and `x_count`, all of type histogram.
 fn exposition_samples(body: &str) -> BTreeMap<String, String> {
-    let mut types = BTreeMap::new();
-    for line in body.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let mut parts = rest.split_whitespace();
-            if let (Some(n), Some(t)) = (parts.next(), parts.next()) {
-                types.insert(n.to_string(), t.to_string());
-            }
-        }
-    }
+    let scrape = Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("parse a &str");
+    // prometheus-parse folds a histogram's (summary's) buckets (quantiles) into one sample named
+    // after the family, and leaves its `_sum` and `_count` untyped.
+    let folded: BTreeMap<&str, &str> = scrape
+        .samples
+        .iter()
+        .filter_map(|s| match s.value {
+            Value::Histogram(_) => Some((s.metric.as_str(), "histogram")),
+            Value::Summary(_) => Some((s.metric.as_str(), "summary")),
+            _ => None,
+        })
+        .collect();
     let mut samples = BTreeMap::new();
-    for line in body.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let name: String = line
-            .chars()
-            .take_while(|c| *c != '{' && *c != ' ')
-            .collect();
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| {
-                name.strip_suffix(s)
-                    .filter(|base| types.get(*base).is_some_and(|t| t == "histogram"))
-            })
-            .unwrap_or(&name)
-            .to_string();
-        let ty = types
-            .get(&family)
-            .cloned()
-            .unwrap_or_else(|| "untyped".into());
-        samples.insert(name, ty);
+    for sample in &scrape.samples {
+        let (name, ty) = match sample.value {
+            Value::Counter(_) => (sample.metric.clone(), "counter"),
+            Value::Gauge(_) => (sample.metric.clone(), "gauge"),
+            Value::Histogram(_) => (format!("{}_bucket", sample.metric), "histogram"),
+            Value::Summary(_) => (sample.metric.clone(), "summary"),
+            Value::Untyped(_) => {
+                let family = ["_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| folded.get(sample.metric.strip_suffix(suffix)?));
+                (sample.metric.clone(), family.copied().unwrap_or("untyped"))
+            }
+        };
+        samples.insert(name, ty.to_string());
     }
     samples
 }
@@ -636,6 +634,28 @@ fn extractor_finds_metric_names_and_nothing_else() {
         Some("topk(3, m)")
     );
     assert_eq!(grafana_variable_promql("label_names()"), None);
+}
+
+#[test]
+fn exposition_types_every_series_of_a_family() {
+    let text = "# HELP h H.\n# TYPE h histogram\nh_bucket{op=\"get\",le=\"0.5\"} 1\nh_bucket{op=\"get\",le=\"+Inf\"} 3\nh_sum{op=\"get\"} 2\nh_count{op=\"get\"} 3\n# TYPE c_total counter\nc_total{code=\"429\",operation=\"put\"} 1\n# TYPE g gauge\ng 1\nu_sum 2\n";
+    let types = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        exposition_samples(text),
+        types(&[
+            ("c_total", "counter"),
+            ("g", "gauge"),
+            ("h_bucket", "histogram"),
+            ("h_count", "histogram"),
+            ("h_sum", "histogram"),
+            ("u_sum", "untyped"),
+        ])
+    );
 }
 
 #[test]

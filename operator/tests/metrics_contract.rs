@@ -80,10 +80,8 @@ impl ExprVisitor for SelectedMetrics {
 fn promql_metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
     let ast = promql_parser::parser::parse(expr)?;
     let mut names = SelectedMetrics::default();
-    match walk_expr(&mut names, &ast) {
-        Ok(_) => Ok(names.0),
-        Err(never) => match never {},
-    }
+    let Ok(_) = walk_expr(&mut names, &ast);
+    Ok(names.0)
 }
 
 /// Grafana's built-in variables that stand for a duration or a number, with a value of that
@@ -127,8 +125,8 @@ fn dashboard_variables(dashboard: &serde_json::Value) -> BTreeMap<String, String
 
 /// Interpolate Grafana variables (`$name`, `${name}`, `${name:format}`, `[[name]]`) as Grafana
 /// does before it sends a query: built-ins and the dashboard's own `variables` are replaced,
-/// anything else is left as written (as Grafana does; e.g. `$1` in `label_replace`), so a bare
-/// unknown variable makes the expression fail to parse.
+/// anything else is left as written (e.g. `$1` in `label_replace`), so a bare unknown variable
+/// makes the expression fail to parse.
 fn grafana_interpolate(expr: &str, variables: &BTreeMap<String, String>) -> String {
     static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"\$(\w+)|\$\{(\w+)(?:[.:][^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]")

@@ -18,7 +18,7 @@ pub use fake_arm::{
 };
 
 use crate::{
-    Result,
+    error::Result,
     objects::{DEFAULT_AUDIENCE, TENANT_ID},
     wait::{Check, poll_until},
 };

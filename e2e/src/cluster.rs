@@ -6,18 +6,19 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
-    Api, Client, Config, ResourceExt,
+    Api, Client, ResourceExt,
     api::{Patch, PatchParams},
-    config::{KubeConfigOptions, Kubeconfig},
 };
 use kube_emulator::{Emulator, EmulatorConfig};
 use tempfile::TempDir;
 
+pub use crate::client::{client_from_kubeconfig, discovered_issuer};
 use crate::{
-    Result,
+    error::Result,
+    manifests,
     namespace::TestNamespace,
     wait::{Check, poll_until},
 };
@@ -37,12 +38,24 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// `../shared` beside the repository: upstream CRDs and test vectors.
+/// The shared checkout beside the repository, for its `vectors/` (test data of the project).
+/// Upstream contract files (CRDs) are not read from here directly: [`tenant_identity_upstream`]
+/// finds them (shared checkout, cache or a verified download).
 pub fn shared_dir() -> PathBuf {
     workspace_root().join("..").join("shared")
 }
 
-/// Every CRD the suite needs, ours first.
+/// The upstream CRDs the suite installs after ours, as paths for [`tenant_identity_upstream`].
+pub const UPSTREAM_CRDS: [&str; 4] = [
+    "flux/source.toolkit.fluxcd.io_gitrepositories.yaml",
+    "flux/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
+    "aso/managedidentity.azure.com_federatedidentitycredentials.yaml",
+    "aso/managedidentity.azure.com_userassignedidentities.yaml",
+];
+
+/// Every CRD the suite needs, ours first. The upstream ones may be downloaded (blocking) when
+/// neither the shared checkout nor the cache has them; a file that cannot be had is an error of
+/// one line naming it and the command that fetches it.
 pub fn crd_files() -> Result<Vec<PathBuf>> {
     let root = workspace_root();
     let ours = root.join("helm/tenant-identity-operator/crds");
@@ -55,14 +68,8 @@ pub fn crd_files() -> Result<Vec<PathBuf>> {
     if files.is_empty() {
         bail!("no CRD in {}", ours.display());
     }
-    let shared = shared_dir().join("upstream");
-    for upstream in [
-        "flux/source.toolkit.fluxcd.io_gitrepositories.yaml",
-        "flux/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
-        "aso/managedidentity.azure.com_federatedidentitycredentials.yaml",
-        "aso/managedidentity.azure.com_userassignedidentities.yaml",
-    ] {
-        files.push(shared.join(upstream));
+    for rel in UPSTREAM_CRDS {
+        files.push(tenant_identity_upstream::path(rel)?);
     }
     Ok(files)
 }
@@ -152,7 +159,13 @@ impl Cluster {
 
     /// A fresh namespace `e2e-<test>-<random>`, deleted by [`TestNamespace::cleanup`].
     pub async fn namespace(&self, test: &str) -> Result<TestNamespace> {
-        TestNamespace::create(self, test).await
+        TestNamespace::create(
+            self.client(),
+            self.kubeconfig.clone(),
+            !self.is_emulated(),
+            test,
+        )
+        .await
     }
 
     /// The OIDC issuer the API server publishes in `/.well-known/openid-configuration`.
@@ -168,29 +181,6 @@ impl Cluster {
     }
 }
 
-pub async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
-    let kubeconfig = Kubeconfig::read_from(path)
-        .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
-    Client::try_from(config).context("cannot build a Kubernetes client")
-}
-
-pub async fn discovered_issuer(client: &Client) -> Result<String> {
-    let request = http::Request::get("/.well-known/openid-configuration")
-        .body(Vec::new())
-        .context("cannot build the discovery request")?;
-    let doc: serde_json::Value = client
-        .request(request)
-        .await
-        .context("GET /.well-known/openid-configuration")?;
-    doc.get("issuer")
-        .and_then(|i| i.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("discovery document has no issuer: {doc}"))
-}
-
 /// Server-side apply every CRD file and wait until each is `Established=True`.
 ///
 /// A CRD that already exists and was not installed by this suite (a real cluster running Flux
@@ -199,11 +189,14 @@ pub async fn install_crds(client: &Client) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut names = Vec::new();
     let ours_dir = workspace_root().join("helm");
-    for file in crd_files()? {
+    let files = tokio::task::spawn_blocking(crd_files)
+        .await
+        .context("CRD lookup task panicked")??;
+    for file in files {
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("cannot read {}", file.display()))?;
         let is_ours = file.starts_with(&ours_dir);
-        for doc in crate::manifests::documents(&text)
+        for doc in manifests::documents(&text)
             .with_context(|| format!("cannot parse {}", file.display()))?
         {
             let mut crd: CustomResourceDefinition = serde_json::from_value(doc)

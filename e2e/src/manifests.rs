@@ -9,7 +9,7 @@ use kube::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::Result;
+use crate::error::Result;
 
 /// How long a kind may take to appear in discovery after its CRD is Established.
 const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);

@@ -1,11 +1,6 @@
 //! One namespace per test, deleted at the end.
 
-use std::{
-    collections::hash_map::RandomState,
-    hash::{BuildHasher, Hasher},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Namespace;
@@ -16,35 +11,11 @@ use kube::{
 use serde_json::json;
 use tenant_identity_crd::TenantIdentity;
 
-use crate::{Result, cluster::Cluster, wait::wait_gone};
+pub use crate::random::{random_guid, random_hex};
+use crate::{client::client_from_kubeconfig, error::Result, wait::wait_gone};
 
 /// Label on every namespace the suite creates (to find leftovers on a real cluster).
 pub const SUITE_LABEL: &str = "e2e.identity.tenancy.dev/suite";
-
-/// A random lowercase hex string of `len` characters (no extra dependency).
-pub fn random_hex(len: usize) -> String {
-    let mut out = String::new();
-    while out.len() < len {
-        let mut h = RandomState::new().build_hasher();
-        h.write_usize(out.len());
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out.truncate(len);
-    out
-}
-
-/// A random GUID (version 4 shape), for client ids no other test uses.
-pub fn random_guid() -> String {
-    let h = random_hex(32);
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
 
 fn dns_label(s: &str) -> String {
     s.chars()
@@ -68,11 +39,18 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
-    pub(crate) async fn create(cluster: &Cluster, test: &str) -> Result<Self> {
+    /// Create `e2e-<test>-<random>` through `client`. `kubeconfig` is kept for the cleanup on
+    /// drop, which happens only on a real cluster (`real_cluster`).
+    pub(crate) async fn create(
+        client: Client,
+        kubeconfig: PathBuf,
+        real_cluster: bool,
+        test: &str,
+    ) -> Result<Self> {
         let mut test = dns_label(test);
         test.truncate(40);
         let name = format!("e2e-{}-{}", test.trim_matches('-'), random_hex(6));
-        let api: Api<Namespace> = Api::all(cluster.client());
+        let api: Api<Namespace> = Api::all(client.clone());
         let ns: Namespace = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "labels": {SUITE_LABEL: "tenant-identity"}},
@@ -82,9 +60,9 @@ impl TestNamespace {
             .with_context(|| format!("cannot create namespace {name}"))?;
         Ok(Self {
             name,
-            client: cluster.client(),
-            kubeconfig: cluster.kubeconfig().to_path_buf(),
-            real_cluster: !cluster.is_emulated(),
+            client,
+            kubeconfig,
+            real_cluster,
             cleaned: false,
         })
     }
@@ -174,7 +152,7 @@ impl Drop for TestNamespace {
             };
             rt.block_on(async move {
                 let work = async {
-                    let client = crate::cluster::client_from_kubeconfig(&kubeconfig).await?;
+                    let client = client_from_kubeconfig(&kubeconfig).await?;
                     delete_namespace(&client, &name, false).await
                 };
                 match tokio::time::timeout(Duration::from_secs(20), work).await {

@@ -14,7 +14,7 @@ use kube::{
 use serde_json::Value;
 use tenant_identity_crd::TenantIdentity;
 
-use crate::Result;
+use crate::error::Result;
 
 /// Label on every child: value = TenantIdentity name.
 pub const TENANT_LABEL: &str = "identity.tenancy.dev/tenant";

@@ -9,13 +9,18 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use fake_arm::FakeArm;
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 use crate::{
-    Result,
     cluster::{Cluster, workspace_root},
-    namespace::random_hex,
+    error::Result,
+    objects::TENANT_ID,
+    random::random_hex,
     wait::{Check, poll_until},
 };
 
@@ -83,7 +88,7 @@ impl ArmSettings {
             arm_endpoint: url.to_string(),
             authority_host: format!("{url}/"),
             client_id: OPERATOR_CLIENT_ID.to_string(),
-            tenant_id: crate::objects::TENANT_ID.to_string(),
+            tenant_id: TENANT_ID.to_string(),
             // Shaped like a projected service-account JWT; random so a leak is unambiguous.
             federated_token: format!(
                 "eyJhbGciOiJSUzI1NiIsImtpZCI6ImUyZSJ9.eyJzdWIiOiJlMmUtJ{}.{}",
@@ -368,16 +373,10 @@ impl Operator {
         let pid = child
             .id()
             .ok_or_else(|| anyhow!("operator {} already exited", self.name))?;
-        let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
-        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        if rc != 0 {
-            bail!(
-                "cannot send SIGTERM to operator {}: {}",
-                self.name,
-                std::io::Error::last_os_error()
-            );
-        }
+        let pid = Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
+        // The pid is our child's and still ours: it has not been waited for.
+        kill(pid, Signal::SIGTERM)
+            .with_context(|| format!("cannot send SIGTERM to operator {}", self.name))?;
         match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
             Ok(status) => status.context("cannot wait for the operator"),
             Err(_) => {

@@ -15,7 +15,7 @@ use kube::{
 use serde_json::{Value, json};
 
 use crate::{
-    Result,
+    error::Result,
     objects::{self, TENANT_LABEL},
 };
 

@@ -11,7 +11,7 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::Result;
+use crate::error::Result;
 
 /// Default wait: generous for CI on two cores.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

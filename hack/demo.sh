@@ -5,13 +5,17 @@
 # the operator, applies examples/*.yaml, plays Azure Service Operator, Flux and the vcluster Helm
 # release, then prints what a user would see, including the federated credentials the operator
 # wrote through ARM for the `payments` tenant. Everything started here is stopped on exit.
-# Needs `cargo build --workspace --bins` first.
+# Needs `cargo build --workspace --bins` first. The Flux and ASO CRDs are pinned upstream files:
+# e2e-ctl finds them in the shared checkout beside this repository, in the cache, or downloads them
+# (verified) into the cache; see e2e/README.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 BIN="$TARGET/debug"
+# The shared checkout beside this clone (not beside wherever the binaries were built).
+export TI_UPSTREAM_SHARED_DIR="${TI_UPSTREAM_SHARED_DIR:-$ROOT/../shared/upstream}"
 for b in kube-emulator fake-arm tenant-identity-operator e2e-ctl; do
   [[ -x "$BIN/$b" ]] || { echo "demo: $BIN/$b missing; run: cargo build --workspace --bins" >&2; exit 1; }
 done
@@ -31,7 +35,8 @@ stop() {
       wait "$pid" 2>/dev/null || true
     fi
   done
-  if [[ $rc -ne 0 ]]; then
+  # The failing step said why; the operator's log only helps once it runs.
+  if [[ $rc -ne 0 && -n "$OPERATOR_PID" ]]; then
     echo "demo failed (exit $rc); operator log:" >&2
     cat "$WORK/operator.log" >&2 2>/dev/null || true
   fi

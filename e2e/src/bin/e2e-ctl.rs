@@ -12,14 +12,16 @@
 //! e2e-ctl show                         print TenantIdentities, conditions, subjects, children
 //! e2e-ctl fake-arm-identity URL SUBSCRIPTION RESOURCE_GROUP NAME     create an identity in the fake ARM
 //! e2e-ctl fake-arm-credentials URL SUBSCRIPTION RESOURCE_GROUP NAME  list its federated credentials
+//! e2e-ctl fetch-upstream [PATH...]     find (or download into the cache) the pinned upstream files
 //! ```
 //!
-//! The `fake-arm-*` commands talk to the admin API (`/_fake/`) of the `fake-arm` binary at URL
-//! and need no KUBECONFIG.
+//! The `fake-arm-*` and `fetch-upstream` commands need no KUBECONFIG; `fake-arm-*` talk to the
+//! admin API (`/_fake/`) of the `fake-arm` binary at URL.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, str::FromStr, time::Duration};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
 use k8s_openapi::{api::core::v1::Namespace, jiff::Timestamp};
 use kube::{
     Api, Client, ResourceExt,
@@ -33,13 +35,118 @@ use tenant_identity_e2e::{
     simulate::{self},
     wait::{Check, poll_until},
 };
+use tenant_identity_upstream::{Origin, Resolver};
 
-const USAGE: &str = "usage: e2e-ctl install-crds | create-namespace NAME... | apply FILE... | host-sa NAMESPACE VCLUSTER | simulate-ready NAMESPACE TENANT | converge SECONDS NAMESPACE/TENANT... | wait-ready SECONDS NAMESPACE/TENANT... | wait-url SECONDS URL | show | fake-arm-identity URL SUBSCRIPTION RESOURCE_GROUP NAME | fake-arm-credentials URL SUBSCRIPTION RESOURCE_GROUP NAME";
+/// A small kubectl stand-in for hack/demo.sh. Reads KUBECONFIG.
+#[derive(Debug, Parser)]
+#[command(name = "e2e-ctl")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install our CRD and the Flux and ASO CRDs, wait until each is Established.
+    InstallCrds,
+    /// Create namespaces (idempotent).
+    CreateNamespace {
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Server-side apply every document of each file (field manager kubectl).
+    Apply {
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Create vc-workload-<VCLUSTER> in NAMESPACE as the vcluster Helm release would.
+    HostSa { namespace: String, vcluster: String },
+    /// Mark a tenant's credentials and GitRepository Ready as ASO and Flux would.
+    SimulateReady { namespace: String, tenant: String },
+    /// Play ASO and Flux until each TenantIdentity is Ready.
+    Converge {
+        #[arg(value_parser = seconds)]
+        seconds: Duration,
+        #[arg(value_name = "NAMESPACE/TENANT")]
+        targets: Vec<Target>,
+    },
+    /// Wait until each TenantIdentity is Ready.
+    WaitReady {
+        #[arg(value_parser = seconds)]
+        seconds: Duration,
+        #[arg(value_name = "NAMESPACE/TENANT")]
+        targets: Vec<Target>,
+    },
+    /// Wait until URL answers 2xx.
+    WaitUrl {
+        #[arg(value_parser = seconds)]
+        seconds: Duration,
+        url: String,
+    },
+    /// Print TenantIdentities, their conditions, subjects and children.
+    Show,
+    /// Create a user-assigned identity in the fake ARM at URL.
+    FakeArmIdentity(FakeArmIdentity),
+    /// List the federated credentials of an identity in the fake ARM at URL.
+    FakeArmCredentials(FakeArmIdentity),
+    /// Find the pinned upstream files, downloading what is missing into the cache.
+    ///
+    /// Every pinned file, or the PATHs given (e.g. flux/source.toolkit.fluxcd.io_gitrepositories.yaml);
+    /// prints where each one is: shared checkout, cache, or downloaded (verified) into the cache.
+    FetchUpstream {
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct FakeArmIdentity {
+    /// Base URL of the fake-arm binary.
+    url: String,
+    subscription: String,
+    resource_group: String,
+    name: String,
+}
+
+impl FakeArmIdentity {
+    fn split(&self) -> (String, IdentityRef) {
+        (
+            self.url.trim_end_matches('/').to_string(),
+            IdentityRef::new(&self.subscription, &self.resource_group, &self.name),
+        )
+    }
+}
+
+/// `NAMESPACE/TENANT`.
+#[derive(Clone, Debug)]
+struct Target {
+    namespace: String,
+    name: String,
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split_once('/')
+            .map(|(namespace, name)| Target {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })
+            .ok_or_else(|| format!("expected NAMESPACE/TENANT, got {s}"))
+    }
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    s.parse()
+        .map(Duration::from_secs)
+        .map_err(|e| format!("SECONDS: {e}"))
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(args).await {
+    let cli = Cli::parse();
+    match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("e2e-ctl: {e:#}");
@@ -57,45 +164,65 @@ async fn client() -> anyhow::Result<Client> {
     }
 }
 
-async fn run(args: Vec<String>) -> anyhow::Result<()> {
-    let Some((command, rest)) = args.split_first() else {
-        bail!("{USAGE}");
-    };
-    match command.as_str() {
-        "wait-url" => return wait_url(rest).await,
-        "fake-arm-identity" => return fake_arm_identity(rest).await,
-        "fake-arm-credentials" => return fake_arm_credentials(rest).await,
-        _ => {}
+async fn run(command: Cmd) -> anyhow::Result<()> {
+    match command {
+        Cmd::WaitUrl { seconds, url } => wait_url(seconds, &url).await,
+        Cmd::FakeArmIdentity(args) => fake_arm_identity(&args).await,
+        Cmd::FakeArmCredentials(args) => fake_arm_credentials(&args).await,
+        Cmd::FetchUpstream { paths } => fetch_upstream(paths).await,
+        Cmd::InstallCrds => cluster::install_crds(&client().await?).await,
+        Cmd::CreateNamespace { names } => create_namespaces(&client().await?, &names).await,
+        Cmd::Apply { files } => apply(&client().await?, &files).await,
+        Cmd::HostSa {
+            namespace,
+            vcluster,
+        } => {
+            let client = client().await?;
+            let sa =
+                simulate::helm_workload_service_account(&client, &namespace, &vcluster).await?;
+            println!("serviceaccount/{} created (by helm)", sa.name_any());
+            Ok(())
+        }
+        Cmd::SimulateReady {
+            namespace: ns,
+            tenant,
+        } => {
+            let client = client().await?;
+            let n = simulate::aso_all_credentials_ready(&client, &ns, &tenant).await?;
+            println!("  {ns}/{tenant}: {n} FederatedIdentityCredential(s) marked Ready (as ASO)");
+            simulate::everything_ready(&client, &ns, &tenant).await?;
+            Ok(())
+        }
+        Cmd::WaitReady { seconds, targets } => {
+            wait_ready(&client().await?, seconds, &targets).await
+        }
+        Cmd::Converge { seconds, targets } => converge(&client().await?, seconds, targets).await,
+        Cmd::Show => show(&client().await?).await,
     }
-    let client = client().await?;
-    match command.as_str() {
-        "install-crds" => cluster::install_crds(&client).await,
-        "create-namespace" => create_namespaces(&client, rest).await,
-        "apply" => apply(&client, rest).await,
-        "host-sa" => match rest {
-            [ns, vc] => {
-                let sa = simulate::helm_workload_service_account(&client, ns, vc).await?;
-                println!("serviceaccount/{} created (by helm)", sa.name_any());
-                Ok(())
-            }
-            _ => bail!("{USAGE}"),
-        },
-        "simulate-ready" => match rest {
-            [ns, tenant] => {
-                let n = simulate::aso_all_credentials_ready(&client, ns, tenant).await?;
-                println!(
-                    "  {ns}/{tenant}: {n} FederatedIdentityCredential(s) marked Ready (as ASO)"
-                );
-                simulate::everything_ready(&client, ns, tenant).await?;
-                Ok(())
-            }
-            _ => bail!("{USAGE}"),
-        },
-        "wait-ready" => wait_ready(&client, rest).await,
-        "converge" => converge(&client, rest).await,
-        "show" => show(&client).await,
-        _ => bail!("{USAGE}"),
-    }
+}
+
+/// Resolve upstream files (every pinned one when `paths` is empty) and say where each is.
+async fn fetch_upstream(paths: Vec<String>) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let resolver = Resolver::from_env()?;
+        let paths = if paths.is_empty() {
+            resolver.entries().iter().map(|e| e.path.clone()).collect()
+        } else {
+            paths
+        };
+        for rel in paths {
+            let found = resolver.locate(&rel)?;
+            let origin = match found.origin {
+                Origin::Shared => "shared checkout",
+                Origin::Cache => "cache",
+                Origin::Downloaded => "downloaded, verified, cached",
+            };
+            println!("{rel}: {} ({origin})", found.path.display());
+        }
+        Ok(())
+    })
+    .await
+    .context("upstream lookup task panicked")?
 }
 
 async fn create_namespaces(client: &Client, names: &[String]) -> anyhow::Result<()> {
@@ -115,15 +242,10 @@ async fn create_namespaces(client: &Client, names: &[String]) -> anyhow::Result<
     Ok(())
 }
 
-async fn apply(client: &Client, files: &[String]) -> anyhow::Result<()> {
+async fn apply(client: &Client, files: &[PathBuf]) -> anyhow::Result<()> {
     for file in files {
-        let applied = tenant_identity_e2e::manifests::apply_file(
-            client,
-            &PathBuf::from(file),
-            "kubectl",
-            None,
-        )
-        .await?;
+        let applied =
+            tenant_identity_e2e::manifests::apply_file(client, file, "kubectl", None).await?;
         for obj in applied {
             let kind = obj
                 .types
@@ -140,15 +262,13 @@ async fn apply(client: &Client, files: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_ready(client: &Client, rest: &[String]) -> anyhow::Result<()> {
-    let Some((seconds, targets)) = rest.split_first() else {
-        bail!("{USAGE}");
-    };
-    let timeout = Duration::from_secs(seconds.parse().context("SECONDS")?);
-    for target in targets {
-        let (ns, name) = target
-            .split_once('/')
-            .ok_or_else(|| anyhow!("expected NAMESPACE/TENANT, got {target}"))?;
+async fn wait_ready(client: &Client, timeout: Duration, targets: &[Target]) -> anyhow::Result<()> {
+    for Target {
+        namespace: ns,
+        name,
+    } in targets
+    {
+        let target = format!("{ns}/{name}");
         let api = objects::tenants(client, ns);
         poll_until(
             &format!("TenantIdentity {target} Ready"),
@@ -278,25 +398,12 @@ async fn show(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn targets(rest: &[String]) -> anyhow::Result<(Duration, Vec<(String, String)>)> {
-    let Some((seconds, targets)) = rest.split_first() else {
-        bail!("{USAGE}");
-    };
-    let timeout = Duration::from_secs(seconds.parse().context("SECONDS")?);
-    let targets = targets
-        .iter()
-        .map(|t| {
-            t.split_once('/')
-                .map(|(ns, name)| (ns.to_string(), name.to_string()))
-                .ok_or_else(|| anyhow!("expected NAMESPACE/TENANT, got {t}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((timeout, targets))
-}
-
-async fn converge(client: &Client, rest: &[String]) -> anyhow::Result<()> {
-    let (timeout, targets) = targets(rest)?;
-    for (ns, name) in targets {
+async fn converge(client: &Client, timeout: Duration, targets: Vec<Target>) -> anyhow::Result<()> {
+    for Target {
+        namespace: ns,
+        name,
+    } in targets
+    {
         let ti = simulate::converge(client, &ns, &name, timeout).await?;
         let subjects = ti.status.map(|s| s.subjects.len()).unwrap_or_default();
         println!(
@@ -306,11 +413,7 @@ async fn converge(client: &Client, rest: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_url(rest: &[String]) -> anyhow::Result<()> {
-    let [seconds, url] = rest else {
-        bail!("{USAGE}");
-    };
-    let timeout = Duration::from_secs(seconds.parse().context("SECONDS")?);
+async fn wait_url(timeout: Duration, url: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
@@ -325,16 +428,6 @@ async fn wait_url(rest: &[String]) -> anyhow::Result<()> {
     .await
 }
 
-fn fake_arm_identity_args(rest: &[String]) -> anyhow::Result<(String, IdentityRef)> {
-    let [url, subscription, resource_group, name] = rest else {
-        bail!("{USAGE}");
-    };
-    Ok((
-        url.trim_end_matches('/').to_string(),
-        IdentityRef::new(subscription, resource_group, name),
-    ))
-}
-
 fn http() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -343,8 +436,8 @@ fn http() -> anyhow::Result<reqwest::Client> {
 }
 
 /// Create a user-assigned identity in the fake ARM (as `az identity create` would).
-async fn fake_arm_identity(rest: &[String]) -> anyhow::Result<()> {
-    let (url, identity) = fake_arm_identity_args(rest)?;
+async fn fake_arm_identity(args: &FakeArmIdentity) -> anyhow::Result<()> {
+    let (url, identity) = args.split();
     let endpoint = format!("{url}/_fake/identities");
     let response = http()?
         .post(&endpoint)
@@ -363,8 +456,8 @@ async fn fake_arm_identity(rest: &[String]) -> anyhow::Result<()> {
 
 /// Print the federated credentials of an identity in the fake ARM, like
 /// `az identity federated-credential list -o table`, and the calls the fake served.
-async fn fake_arm_credentials(rest: &[String]) -> anyhow::Result<()> {
-    let (url, identity) = fake_arm_identity_args(rest)?;
+async fn fake_arm_credentials(args: &FakeArmIdentity) -> anyhow::Result<()> {
+    let (url, identity) = args.split();
     let http = http()?;
     let endpoint = format!(
         "{url}/_fake/identities/{}/{}/{}/credentials",

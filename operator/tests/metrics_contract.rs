@@ -695,3 +695,30 @@ async fn a_bogus_metric_in_a_panel_is_reported() {
     assert!(problems[1].contains("_bucket"), "{}", problems[1]);
     assert!(problems[2].contains("process collector"));
 }
+
+#[tokio::test]
+async fn a_query_that_is_not_promql_is_reported() {
+    let samples = scrape_operator().await;
+    let variables = BTreeMap::new();
+    let problems = check(
+        &[
+            (
+                "typo in a Grafana variable".into(),
+                grafana_interpolate(
+                    "sum(rate(tenant_identity_reconcile_total[$__rate_intervall]))",
+                    &variables,
+                ),
+            ),
+            (
+                "unbalanced".into(),
+                "sum(rate(tenant_identity_reconcile_total[5m])".into(),
+            ),
+        ],
+        &samples,
+    );
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(
+        problems.iter().all(|p| p.contains("not PromQL")),
+        "{problems:#?}"
+    );
+}

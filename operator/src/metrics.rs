@@ -62,7 +62,7 @@ impl Metrics {
         for result in [RESULT_SUCCESS, RESULT_ERROR] {
             reconcile_total.with_label_values(&[result]);
         }
-        for reason in crate::error::Error::all_reasons() {
+        for reason in crate::error::Error::own_reasons().chain(crate::backends::all_reasons()) {
             reconcile_errors.with_label_values(&[reason]);
         }
         for condition in ALL_TYPES {

@@ -12,10 +12,7 @@ use tenant_identity_crd::{
     reasons,
 };
 
-use crate::{
-    children::git_repository::GitObserved,
-    plan::{Plan, SpecError},
-};
+use crate::plan::{Plan, SpecError};
 
 /// State of one part (credentials, host sync, git) as observed this reconcile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +60,15 @@ pub enum CredentialState {
 pub struct CredentialsObserved {
     pub part: PartState,
     pub states: Vec<(String, CredentialState)>,
+}
+
+/// What Flux says about the GitRepository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitObserved {
+    /// Mirrored into `GitSourceReady`.
+    pub part: PartState,
+    /// Flux `Stalled=True` (reason, message): terminal for the tenant too.
+    pub stalled: Option<(String, String)>,
 }
 
 /// Everything a reconcile observed, for a spec the operator accepted.

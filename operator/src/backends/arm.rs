@@ -5,7 +5,7 @@ use futures::{FutureExt, future::BoxFuture};
 use tenant_identity_crd::{MAX_SUBJECTS, reasons};
 use tracing::info;
 
-use super::{CredentialBackend, SyncInput};
+use super::seam::{CredentialBackend, SyncInput};
 use crate::{
     azure::{ArmBackend, ArmError, DesiredCredential},
     error::{BackendError, Result},

@@ -5,7 +5,7 @@
 use futures::{FutureExt, future::BoxFuture};
 use tenant_identity_crd::{kinds::ChildKind, reasons};
 
-use super::{CredentialBackend, SyncInput};
+use super::seam::{CredentialBackend, SyncInput};
 use crate::{
     children::{self, Observation},
     error::Result,

@@ -7,7 +7,11 @@ use serde_json::{Map, Value, json};
 use tenant_identity_crd::reasons;
 
 use super::{Child, ChildKind, child, is_current, owned_meta, str_field, upstream_condition};
-use crate::{names, plan::Plan, status::PartState};
+use crate::{
+    names,
+    plan::Plan,
+    status::{GitObserved, PartState},
+};
 
 pub fn build(plan: &Plan, owner: &OwnerReference) -> Option<Child> {
     let git = plan.git.as_ref()?;
@@ -30,15 +34,6 @@ pub fn build(plan: &Plan, owner: &OwnerReference) -> Option<Child> {
         meta,
         json!({ "spec": spec }),
     ))
-}
-
-/// What Flux says about the GitRepository.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GitObserved {
-    /// Mirrored into `GitSourceReady`.
-    pub part: PartState,
-    /// Flux `Stalled=True` (reason, message): terminal for the tenant too.
-    pub stalled: Option<(String, String)>,
 }
 
 /// Mirror the GitRepository's Ready (and Stalled); `None` when there is no git source.

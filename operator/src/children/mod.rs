@@ -23,7 +23,11 @@ use kube::{
 pub use tenant_identity_crd::kinds::ChildKind;
 use tenant_identity_crd::kinds::{FIELD_MANAGER, MANAGED_BY_LABEL, TENANT_LABEL};
 
-use crate::{names, plan::Plan, status::CredentialsObserved};
+use crate::{
+    names,
+    plan::Plan,
+    status::{CredentialsObserved, GitObserved},
+};
 
 /// A desired object, the kind it is and the API it lives in.
 #[derive(Clone, Debug)]
@@ -78,7 +82,7 @@ pub enum Observation {
     /// `FederatedCredentialsReady`, mirrored from ASO.
     Credentials(CredentialsObserved),
     /// `GitSourceReady`, mirrored from Flux.
-    GitSource(git_repository::GitObserved),
+    GitSource(GitObserved),
 }
 
 /// Read the upstream status (ASO, Flux) other controllers write on our applied children.

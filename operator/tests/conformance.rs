@@ -1,6 +1,7 @@
-//! Every child the operator generates is checked against the real upstream contracts in
-//! ../shared/upstream: Flux's and ASO's CRD schemas (structure, unknown fields that the API
-//! server would silently prune, and their CEL rules) and vcluster's values.schema.json.
+//! Every child the operator generates is checked against the real upstream contracts (pinned
+//! upstream files, found by `tenant_identity_upstream`: shared checkout, cache or a verified
+//! download): Flux's and ASO's CRD schemas (structure, unknown fields that the API server would
+//! silently prune, and their CEL rules) and vcluster's values.schema.json.
 
 use std::path::PathBuf;
 
@@ -17,7 +18,7 @@ fn workspace() -> PathBuf {
 }
 
 fn upstream(path: &str) -> PathBuf {
-    workspace().join("../shared/upstream").join(path)
+    tenant_identity_upstream::path(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn examples() -> Vec<TenantIdentity> {

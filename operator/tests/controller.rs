@@ -95,11 +95,10 @@ async fn an_unreadable_object_does_not_stall_the_others() {
         .unwrap()
         .remove("x-kubernetes-validations");
     apply_crd(&client, crd).await;
-    let aso = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/upstream/aso/managedidentity.azure.com_federatedidentitycredentials.yaml"
-    ))
-    .unwrap();
+    let aso = tenant_identity_upstream::read_to_string(
+        "aso/managedidentity.azure.com_federatedidentitycredentials.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     apply_crd(&client, serde_yaml::from_str(&aso).unwrap()).await;
 
     let namespaces: Api<Namespace> = Api::all(client.clone());

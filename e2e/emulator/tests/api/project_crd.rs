@@ -113,18 +113,29 @@ async fn project_crd_and_examples() {
     emu.shutdown().await;
 }
 
-/// The upstream Flux and ASO CRDs the e2e suite installs (`../shared/upstream`): they register
-/// (schemas and CEL rules compile) and the ASO sample object is accepted.
+/// The upstream Flux and ASO CRDs the e2e suite installs (pinned upstream files, found by
+/// `tenant_identity_upstream`): they register (schemas and CEL rules compile) and the ASO sample
+/// object is accepted.
 #[tokio::test]
 async fn upstream_crds_register() {
-    let upstream = repo().join("../shared/upstream");
-    let files: Vec<PathBuf> = ["flux", "aso"]
-        .iter()
-        .flat_map(|d| examples(&upstream.join(d)))
-        .collect();
-    if files.is_empty() {
-        eprintln!("skipping: no upstream CRDs under {}", upstream.display());
-        return;
+    let pinned = tenant_identity_upstream::entries().unwrap_or_else(|e| panic!("{e}"));
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in ["flux", "aso"] {
+        let mut rels: Vec<&str> = pinned
+            .iter()
+            .map(|e| e.path.as_str())
+            .filter(|p| p.starts_with(&format!("{dir}/")) && p.ends_with(".yaml"))
+            .collect();
+        rels.sort();
+        for rel in rels {
+            match tenant_identity_upstream::path(rel) {
+                Ok(path) => files.push(path),
+                Err(e) => {
+                    eprintln!("skipping: {e}");
+                    return;
+                }
+            }
+        }
     }
     let (emu, client) = start().await;
     let crds: Api<DynamicObject> = Api::all_with(

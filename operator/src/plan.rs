@@ -10,8 +10,8 @@ use std::{fmt, sync::OnceLock};
 
 use kube::ResourceExt;
 use tenant_identity_crd::{
-    DeletionPolicy, DeploySpec, GitAuth, GitRef, Mode, TenantIdentity, VirtualServiceAccount,
-    reasons,
+    DEFAULT_AUDIENCE, DeletionPolicy, DeploySpec, GitAuth, GitRef, Mode, TenantIdentity,
+    VirtualServiceAccount, reasons,
 };
 
 use crate::names;
@@ -39,6 +39,10 @@ pub struct Subject {
     pub subject: String,
     /// Deterministic from (namespace, name, subject); never depends on the issuer.
     pub credential_name: String,
+    /// The credential's single audience: `spec.azure.audience` for workloads; always Entra's
+    /// default for Flux, whose Azure provider asks the API server for tokens with that audience
+    /// and no other.
+    pub audience: String,
     /// The host ServiceAccount behind the subject.
     pub service_account: String,
 }
@@ -126,6 +130,7 @@ pub struct Plan {
     pub tenant_id: String,
     /// Byte for byte as given (AKS issuers end in `/`).
     pub issuer: String,
+    /// `spec.azure.audience`: the workload subjects' audience (each subject carries its own).
     pub audience: String,
     pub backend: Backend,
     pub deletion_policy: DeletionPolicy,
@@ -331,13 +336,14 @@ pub fn validate(ti: &TenantIdentity, settings: &Settings) -> Result<Validated, S
         deploy: g.deploy.clone(),
     });
 
+    let audience = spec.azure.audience.as_str();
     let mut subjects = Vec::new();
     let mut workload_service_account = None;
     let mut virtual_service_accounts = Vec::new();
     match spec.virtual_cluster.mode {
         Mode::Shared => {
             let sa = self::workload_service_account(ti).unwrap_or_default();
-            subjects.push(subject(&namespace, &name, SubjectKind::Workload, &sa));
+            subjects.push(subject(&namespace, &name, SubjectKind::Workload, &sa, audience));
             workload_service_account = Some(sa);
         }
         Mode::PerServiceAccount => {
@@ -345,13 +351,25 @@ pub fn validate(ti: &TenantIdentity, settings: &Settings) -> Result<Validated, S
             virtual_service_accounts.sort();
             for vsa in &virtual_service_accounts {
                 let host = names::synced_service_account_name(&vsa.name, &vsa.namespace, &vcluster);
-                subjects.push(subject(&namespace, &name, SubjectKind::Workload, &host));
+                subjects.push(subject(
+                    &namespace,
+                    &name,
+                    SubjectKind::Workload,
+                    &host,
+                    audience,
+                ));
             }
         }
     }
     if git.as_ref().is_some_and(GitSource::object_level) {
         let sa = names::git_service_account(&name);
-        subjects.push(subject(&namespace, &name, SubjectKind::FluxSource, &sa));
+        subjects.push(subject(
+            &namespace,
+            &name,
+            SubjectKind::FluxSource,
+            &sa,
+            DEFAULT_AUDIENCE,
+        ));
     }
     // Two virtual SAs can only collide on the host after hashing; refuse rather than merge.
     let mut seen = std::collections::BTreeSet::new();
@@ -493,10 +511,17 @@ pub fn workload_service_account(ti: &TenantIdentity) -> Option<String> {
     })
 }
 
-fn subject(namespace: &str, name: &str, kind: SubjectKind, service_account: &str) -> Subject {
+fn subject(
+    namespace: &str,
+    name: &str,
+    kind: SubjectKind,
+    service_account: &str,
+    audience: &str,
+) -> Subject {
     let subject = names::service_account_subject(namespace, service_account);
     Subject {
         kind,
+        audience: audience.to_string(),
         credential_name: names::credential_name(namespace, name, &subject),
         subject,
         service_account: service_account.to_string(),

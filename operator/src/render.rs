@@ -130,7 +130,7 @@ pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderErro
                 let _ = writeln!(
                     out,
                     "#   {}: issuer={} subject={} audiences=[{}]",
-                    s.credential_name, plan.issuer, s.subject, plan.audience
+                    s.credential_name, plan.issuer, s.subject, s.audience
                 );
             }
         }

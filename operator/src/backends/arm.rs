@@ -76,7 +76,7 @@ impl AzureResourceManager {
                 name: s.credential_name.clone(),
                 issuer: plan.issuer.clone(),
                 subject: s.subject.clone(),
-                audience: plan.audience.clone(),
+                audience: s.audience.clone(),
             })
             .collect();
         let stale: Vec<String> = reported_credentials(input.previous)

@@ -28,7 +28,7 @@ pub fn build(plan: &Plan, owner: &OwnerReference) -> Vec<Child> {
             let spec = json!({
                 "owner": aso_owner,
                 "azureName": s.credential_name,
-                "audiences": [plan.audience],
+                "audiences": [s.audience],
                 "issuer": plan.issuer,
                 "subject": s.subject,
             });

@@ -220,3 +220,25 @@ fn credential_names_are_unique_and_deterministic() {
         one.subjects[1].credential_name
     );
 }
+
+#[test]
+fn custom_audience_applies_to_workloads_only() {
+    let t = ti(json!({
+        "azure": {"clientId": CLIENT, "audience": "api://custom", "identity": aso()},
+        "git": {"url": "https://dev.azure.com/o/p/_git/r"}
+    }));
+    let plan = resolve(&t, &settings(), ISSUER).unwrap();
+    let audiences: Vec<_> = plan
+        .subjects
+        .iter()
+        .map(|s| (s.kind, s.audience.as_str()))
+        .collect();
+    assert_eq!(
+        audiences,
+        vec![
+            (SubjectKind::Workload, "api://custom"),
+            // Flux always presents Entra's default audience.
+            (SubjectKind::FluxSource, "api://AzureADTokenExchange"),
+        ]
+    );
+}

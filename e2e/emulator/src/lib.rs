@@ -20,6 +20,7 @@ mod resources;
 mod response;
 mod routes;
 mod selectors;
+mod server;
 mod state;
 mod store;
 mod validation;
@@ -27,13 +28,14 @@ mod watch;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
+use crate::server::Server;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -58,13 +60,14 @@ impl Default for EmulatorConfig {
     }
 }
 
-/// A running emulator.
+/// A running emulator. Dropping it stops the server and the controllers too, without waiting.
 pub struct Emulator {
     addr: SocketAddr,
     state: Arc<AppState>,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    server: JoinHandle<()>,
+    server: Server,
     controllers: JoinHandle<()>,
+    /// `true` (or dropping it) stops the controllers.
+    stop_controllers: tokio::sync::watch::Sender<bool>,
 }
 
 fn seed(store: &mut Store) -> anyhow::Result<()> {
@@ -107,30 +110,18 @@ impl Emulator {
             issuer: config.issuer,
             url: format!("http://{addr}"),
             stop_watches,
-            closing: std::sync::atomic::AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         });
-        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        let app = routes::router(state.clone());
-        let mut rx = shutdown_rx.clone();
-        let server = tokio::spawn(async move {
-            let stopped = async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-            {
-                tracing::error!(error = %e, "emulator server failed");
-            }
-        });
-        let controllers = tokio::spawn(gc::run(store, shutdown_rx));
+        let server = Server::spawn(listener, state.clone());
+        let (stop_controllers, stop_rx) = tokio::sync::watch::channel(false);
+        let controllers = tokio::spawn(gc::run(store, stop_rx));
         tracing::info!(url = %state.url, "kube-emulator listening");
         Ok(Emulator {
             addr,
             state,
-            shutdown,
             server,
             controllers,
+            stop_controllers,
         })
     }
 
@@ -191,18 +182,10 @@ preferences: {{}}
 
     /// Stops the server: open watches end, in-flight requests finish.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        self.state
-            .closing
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.closing.store(true, Ordering::SeqCst);
         self.state.stop_watches.send_modify(|g| *g += 1);
-        let mut server = self.server;
-        if tokio::time::timeout(Duration::from_secs(5), &mut server)
-            .await
-            .is_err()
-        {
-            server.abort();
-        }
+        self.server.stop().await;
+        let _ = self.stop_controllers.send(true);
         self.controllers.abort();
     }
 }

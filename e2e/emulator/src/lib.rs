@@ -16,6 +16,7 @@ mod managed;
 mod object;
 mod ops;
 mod patch;
+mod request;
 mod resources;
 mod response;
 mod routes;

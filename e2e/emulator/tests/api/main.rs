@@ -10,5 +10,6 @@ mod events;
 mod leader;
 mod lifecycle;
 mod project_crd;
+mod routing;
 mod ssa;
 mod watch;

@@ -14,6 +14,12 @@ use crate::patch::PatchType;
 use crate::selectors::{FieldSelector, LabelSelector, Selectors};
 use crate::watch::WatchParams;
 
+/// Refuses an option the emulator does not implement, so that a client relying on it fails
+/// loudly instead of getting, say, a real write for a dry run.
+fn unsupported(what: &str) -> ApiError {
+    ApiError::bad_request(format!("{what} is not supported by kube-emulator"))
+}
+
 pub struct Request<'a> {
     pub method: &'a Method,
     pub uri: &'a Uri,
@@ -70,6 +76,16 @@ impl<'a> Request<'a> {
             "the server does not allow this method on the requested resource ({})",
             self.uri.path()
         ))
+    }
+
+    /// Query parameters of resource requests that the emulator does not implement.
+    pub fn check_supported(&self) -> Result<(), ApiError> {
+        for param in ["dryRun", "propagationPolicy"] {
+            if self.param(param).is_some() {
+                return Err(unsupported(&format!("the {param} parameter")));
+            }
+        }
+        Ok(())
     }
 
     pub fn selectors(&self) -> Result<Selectors, ApiError> {
@@ -166,6 +182,15 @@ impl<'a> Request<'a> {
             return Ok(DeleteOptions::default());
         }
         let b = self.object()?;
+        for unimplemented in [
+            "/dryRun",
+            "/orphanDependents",
+            "/preconditions/resourceVersion",
+        ] {
+            if b.pointer(unimplemented).is_some_and(|v| !v.is_null()) {
+                return Err(unsupported(&format!("DeleteOptions {unimplemented}")));
+            }
+        }
         let field = |v: Option<&Value>| v.and_then(Value::as_str).map(String::from);
         Ok(DeleteOptions {
             propagation: field(b.get("propagationPolicy")),

@@ -166,6 +166,7 @@ fn resource(
     req: &Request,
 ) -> Result<Response, ApiError> {
     let t = target(st, group, version, rest, req)?;
+    req.check_supported()?;
     let opts = req.write_options();
     let metadata_only = req.accepts("as=PartialObjectMetadata");
     match (req.method.clone(), t.name.is_some()) {

@@ -96,5 +96,43 @@ async fn paths_methods_and_refusals() {
         (code, reason(&body).as_str()),
         (415, "UnsupportedMediaType")
     );
+
+    // Options the emulator does not implement are refused, not ignored: a dry run must not
+    // write.
+    let (code, body) = send(
+        &url,
+        "POST",
+        "/api/v1/namespaces/default/configmaps?dryRun=All",
+        "Content-Type: application/json\r\n",
+        r#"{"metadata": {"name": "dry"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, reason(&body).as_str()),
+        (400, "BadRequest"),
+        "{body}"
+    );
+    let (code, _) = send(
+        &url,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/dry",
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(code, 404, "nothing was written");
+    let (code, body) = send(
+        &url,
+        "DELETE",
+        "/api/v1/namespaces/default",
+        "Content-Type: application/json\r\n",
+        r#"{"preconditions": {"resourceVersion": "1"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, reason(&body).as_str()),
+        (400, "BadRequest"),
+        "{body}"
+    );
     emu.shutdown().await;
 }

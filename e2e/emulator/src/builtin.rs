@@ -96,10 +96,11 @@ pub fn validate_update(res: &ResourceDef, old: &Value, new: &Value) -> Vec<crate
     causes
 }
 
-/// events.k8s.io/v1 Event validation of `pkg/apis/core/validation/events.go`: every write by
-/// the legacy rules (`legacyValidateEvent`), creates also strictly (`ValidateEventCreate`:
-/// eventTime, type, no deprecated fields). Field paths are the internal (core) names the server
-/// prints, e.g. `involvedObject.namespace` for `regarding.namespace` and `message` for `note`.
+/// events.k8s.io/v1 Event validation as the API server's core validation does it: every write
+/// by the legacy rules (`legacyValidateEvent`), creates also strictly (`ValidateEventCreate`:
+/// eventTime, type, no deprecated fields, series). Field paths are the internal (core) names the
+/// server prints, e.g. `involvedObject.namespace` for `regarding.namespace` and `message` for
+/// `note`.
 pub fn validate_event(res: &ResourceDef, obj: &Value, creating: bool) -> Vec<crate::error::Cause> {
     let mut causes = Vec::new();
     if !(res.group == "events.k8s.io" && res.plural == "events") {

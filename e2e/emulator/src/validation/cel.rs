@@ -36,6 +36,7 @@ fn collect_errors(c: &kube_cel::CompiledSchema, out: &mut Vec<String>) {
     }
 }
 
+/// The value at a printed field path such as `spec.items[0].name`.
 fn value_at<'a>(obj: &'a Value, field: &str) -> Option<&'a Value> {
     let re = regex::Regex::new(r"([^.\[\]]+)|\[(\d+)\]").ok()?;
     let mut cur = obj;
@@ -50,6 +51,8 @@ fn value_at<'a>(obj: &'a Value, field: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
+/// The rules `obj` breaks (with `old` for transition rules), as the apiextensions server
+/// reports them: the rule's `reason` (default `FieldValueInvalid`), `fieldPath` and message.
 pub(super) fn causes(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let Err(errors) = kube_cel::validate(schema, obj, old) else {
         return Vec::new();
@@ -68,7 +71,7 @@ pub(super) fn causes(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<Ca
                 "FieldValueDuplicate" => format!("Duplicate value: {}", e.message),
                 _ => {
                     // The bad value printed is the type of the schema node the rule sits on
-                    // (`sts.Type` in apiextensions' cel/validation.go), also when `fieldPath`
+                    // (`sts.Type` in the apiextensions CEL validator), also when `fieldPath`
                     // points the error at a field below it.
                     let t = rule_node_type(schema, &e.rule)
                         .or_else(|| value_at(obj, &field).map(|v| type_name(v).to_string()))

@@ -14,6 +14,7 @@ pub(super) fn value_str(v: &Value) -> String {
     }
 }
 
+/// The JSON Schema type name of a value, as type errors print it.
 pub(super) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::String(_) => "string",

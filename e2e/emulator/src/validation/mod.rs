@@ -45,8 +45,8 @@ pub fn compile(raw: &Value, field: &str) -> Result<CompiledSchema, Vec<Cause>> {
     }
 }
 
-/// Schema errors that stop CEL evaluation, as `hasBlockingErr` in apiextensions'
-/// `pkg/registry/customresource/strategy.go`: wrong type, required, enum, too long, too many.
+/// Schema errors that stop CEL evaluation, as `hasBlockingErr` of the apiextensions server's
+/// custom resource strategy: wrong type, required, enum, too long, too many.
 /// Other schema errors (pattern, format, minimum, ...) leave the types intact, so the rules run.
 const BLOCKING_REASONS: &[&str] = &[
     "FieldValueNotSupported",

@@ -92,6 +92,7 @@ pub(super) fn compile(raw: &Value, field: &str) -> Option<jsonschema::Validator>
     }
 }
 
+/// An instance location as a Kubernetes field path: `spec.items[0].name`.
 fn json_field_path(loc: &jsonschema::paths::Location) -> String {
     let mut s = String::new();
     for seg in loc.iter() {
@@ -108,6 +109,8 @@ fn json_field_path(loc: &jsonschema::paths::Location) -> String {
     s
 }
 
+/// Every schema error of `obj`, with the reason, field and message the apiextensions server
+/// (go-openapi's validator) would give it.
 pub(super) fn causes(validator: &jsonschema::Validator, obj: &Value) -> Vec<Cause> {
     use jsonschema::error::ValidationErrorKind as K;
     let mut causes = Vec::new();

@@ -1,6 +1,6 @@
-//! events.k8s.io/v1 Events are validated like the real server's `ValidateEventCreate`
-//! (pkg/apis/core/validation/events.go): a recorder that omits what the server requires is
-//! caught here instead of only on a real cluster.
+//! events.k8s.io/v1 Events are validated like the real server's `ValidateEventCreate`: a
+//! recorder that omits what the server requires is caught here instead of only on a real
+//! cluster.
 
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, PostParams};

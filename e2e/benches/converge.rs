@@ -88,12 +88,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn mean_duration(metrics: &str) -> f64 {
+    let samples = tenant_identity_e2e::operator::parse_exposition(metrics);
     let value = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
+        samples
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.value)
             .unwrap_or(0.0)
     };
     let count = value("tenant_identity_reconcile_duration_seconds_count");

@@ -12,14 +12,13 @@ use kube::{
     api::{ApiResource, DynamicObject, ListParams, PostParams},
 };
 use serde_json::Value;
-use tenant_identity_crd::TenantIdentity;
+use tenant_identity_crd::{TenantIdentity, kinds::ChildKind};
 
 use crate::error::Result;
 
-/// Label on every child: value = TenantIdentity name.
-pub const TENANT_LABEL: &str = "identity.tenancy.dev/tenant";
-/// Field manager of every operator write.
-pub const OPERATOR_MANAGER: &str = "tenant-identity-operator";
+/// Label on every child (value = TenantIdentity name) and the field manager of every operator
+/// write: the API's own constants, defined with its table of child kinds.
+pub use tenant_identity_crd::kinds::{FIELD_MANAGER as OPERATOR_MANAGER, TENANT_LABEL};
 pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
 pub const TENANT_ID_ANNOTATION: &str = "azure.workload.identity/tenant-id";
 pub const REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
@@ -31,33 +30,15 @@ pub const FINALIZER: &str = "identity.tenancy.dev/cleanup";
 pub const TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 
 pub fn federated_credential() -> ApiResource {
-    ApiResource {
-        group: "managedidentity.azure.com".into(),
-        version: "v1api20230131".into(),
-        api_version: "managedidentity.azure.com/v1api20230131".into(),
-        kind: "FederatedIdentityCredential".into(),
-        plural: "federatedidentitycredentials".into(),
-    }
+    ChildKind::FederatedCredential.api_resource()
 }
 
 pub fn git_repository() -> ApiResource {
-    ApiResource {
-        group: "source.toolkit.fluxcd.io".into(),
-        version: "v1".into(),
-        api_version: "source.toolkit.fluxcd.io/v1".into(),
-        kind: "GitRepository".into(),
-        plural: "gitrepositories".into(),
-    }
+    ChildKind::GitRepository.api_resource()
 }
 
 pub fn kustomization() -> ApiResource {
-    ApiResource {
-        group: "kustomize.toolkit.fluxcd.io".into(),
-        version: "v1".into(),
-        api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
-        kind: "Kustomization".into(),
-        plural: "kustomizations".into(),
-    }
+    ChildKind::Kustomization.api_resource()
 }
 
 pub fn dynamic(client: &Client, ns: &str, resource: &ApiResource) -> Api<DynamicObject> {
@@ -143,15 +124,9 @@ pub struct ChildRef {
     pub resource_version: String,
 }
 
-/// Every kind the operator creates children of.
+/// Every kind the operator creates children of (the API's table of child kinds).
 pub fn child_kinds() -> Vec<ApiResource> {
-    vec![
-        ApiResource::erase::<ConfigMap>(&()),
-        ApiResource::erase::<ServiceAccount>(&()),
-        federated_credential(),
-        git_repository(),
-        kustomization(),
-    ]
+    tenant_identity_crd::kinds::owned_resources()
 }
 
 /// Every object in `ns` labelled as a child of `tenant`, sorted by kind and name.

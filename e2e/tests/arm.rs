@@ -868,10 +868,18 @@ async fn azure_request_metrics_are_exported_without_names() {
             .flat_map(|s| s.subjects.iter())
             .map(|s| s.credential_name.clone()),
     );
-    for line in text.lines().filter(|l| l.starts_with("tenant_identity_")) {
-        let labels = line.split_once('{').map(|(_, rest)| rest).unwrap_or("");
-        for name in &names {
-            assert!(!labels.contains(name.as_str()), "{name} in a label: {line}");
+    for sample in tenant_identity_e2e::operator::parse_exposition(&text)
+        .into_iter()
+        .filter(|s| s.name.starts_with("tenant_identity_"))
+    {
+        for (label, value) in &sample.labels {
+            for name in &names {
+                assert!(
+                    !value.contains(name.as_str()),
+                    "{name} in label {label} of {}",
+                    sample.name
+                );
+            }
         }
     }
 

@@ -3,8 +3,8 @@
 //! of one API round trip (~1 ms). Target: < 1 ms per TenantIdentity with 20 subjects.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde_json::json;
 use kube::Resource;
+use serde_json::json;
 use tenant_identity_crd::TenantIdentity;
 use tenant_identity_operator::{
     children,

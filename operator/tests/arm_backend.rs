@@ -8,8 +8,8 @@ use std::time::Duration;
 use fake_arm::{DUPLICATE_MESSAGE, FakeArm, Fault, IdentityRef, Operation, StoredCredential};
 use tenant_identity_operator::azure::types::FederatedIdentityCredentialProperties;
 use tenant_identity_operator::azure::{
-    ArmBackend, ArmConfig, ArmError, AzureOperation, AzureRequestMetrics, CredentialState,
-    DesiredCredential, ManagedIdentityRef,
+    ArmBackend, ArmConfig, ArmError, AzureOperation, AzureRequestMetrics, CredentialChange,
+    DesiredCredential, ManagedIdentity,
 };
 
 const ISSUER: &str = "https://oidc.prod-aks.azure.com/72f988bf/6b2c4f0e/";
@@ -20,7 +20,7 @@ struct Env {
     backend: ArmBackend,
     metrics: AzureRequestMetrics,
     token_file: PathBuf,
-    identity: ManagedIdentityRef,
+    identity: ManagedIdentity,
     _dir: tempfile::TempDir,
 }
 
@@ -38,7 +38,7 @@ impl Env {
             backend,
             metrics,
             token_file,
-            identity: ManagedIdentityRef::new("sub-1", "rg-tenants", "shared-identity"),
+            identity: ManagedIdentity::new("sub-1", "rg-tenants", "shared-identity"),
             _dir: dir,
         }
     }
@@ -103,8 +103,8 @@ async fn creates_then_a_steady_state_makes_no_writes() {
     assert_eq!(
         report.credentials,
         vec![
-            ("team-a-workload".to_string(), CredentialState::Created),
-            ("team-a-git".to_string(), CredentialState::Created)
+            ("team-a-workload".to_string(), CredentialChange::Created),
+            ("team-a-git".to_string(), CredentialChange::Created)
         ]
     );
     assert_eq!(report.total, 2);
@@ -129,7 +129,7 @@ async fn creates_then_a_steady_state_makes_no_writes() {
             report
                 .credentials
                 .iter()
-                .all(|(_, s)| *s == CredentialState::Unchanged)
+                .all(|(_, s)| *s == CredentialChange::Unchanged)
         );
     }
     let calls = env.fake.calls();
@@ -157,7 +157,7 @@ async fn issuer_or_subject_changes_are_updated_in_place() {
         .await
         .expect("sync");
     assert_eq!(report.writes, 1);
-    assert_eq!(report.credentials[0].1, CredentialState::Updated);
+    assert_eq!(report.credentials[0].1, CredentialChange::Updated);
     assert_eq!(env.stored()[0].issuer, ISSUER.trim_end_matches('/'));
 
     // Subjects are case-sensitive.
@@ -167,7 +167,7 @@ async fn issuer_or_subject_changes_are_updated_in_place() {
         .sync(&env.identity, &want, &[])
         .await
         .expect("sync");
-    assert_eq!(report.credentials[0].1, CredentialState::Updated);
+    assert_eq!(report.credentials[0].1, CredentialChange::Updated);
     assert_eq!(env.stored()[0].subject, sa("VC-workload-team-a"));
     assert_eq!(env.stored().len(), 1);
     assert_eq!(env.fake.calls().put, 3);
@@ -363,7 +363,7 @@ async fn delete_removes_owned_names_and_tolerates_absence() {
 #[tokio::test]
 async fn missing_identity_is_identity_not_found() {
     let env = Env::new().await;
-    let missing = ManagedIdentityRef::new("sub-1", "rg-tenants", "not-created");
+    let missing = ManagedIdentity::new("sub-1", "rg-tenants", "not-created");
     let err = env
         .backend
         .sync(&missing, &[desired("team-a-git", &sa("git"))], &[])
@@ -391,7 +391,7 @@ async fn concurrent_syncs_on_one_identity_are_serialized() {
         })
         .collect();
     // Other clones and another-cased identity ref must share the same lock.
-    let upper = ManagedIdentityRef::new("SUB-1", "RG-TENANTS", "Shared-Identity");
+    let upper = ManagedIdentity::new("SUB-1", "RG-TENANTS", "Shared-Identity");
     let results = futures::future::join_all(tenants.iter().enumerate().map(|(i, want)| {
         let backend = env.backend.clone();
         let identity = if i % 2 == 0 {
@@ -735,7 +735,7 @@ async fn get_distinguishes_a_missing_credential_from_a_missing_identity() {
         got.type_.as_deref(),
         Some("Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials")
     );
-    let missing = ManagedIdentityRef::new("sub-1", "rg-tenants", "nope");
+    let missing = ManagedIdentity::new("sub-1", "rg-tenants", "nope");
     let err = client
         .get(&missing, "team-a-git")
         .await

@@ -66,7 +66,8 @@ fn children_of(ti: &TenantIdentity) -> Vec<Child> {
         require_namespace_grant: false,
     };
     let plan = plan::resolve(&ti, &settings, "https://oidc.prod-aks.azure.com/x/").unwrap();
-    children::owned(&ti, &plan)
+    let owner = kube::Resource::controller_owner_ref(&ti, &()).unwrap();
+    children::owned(&plan, &owner)
 }
 
 /// openAPIV3Schema of `version` in a CRD file.

@@ -18,7 +18,8 @@ use kube_emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 use tenant_identity_crd::TenantIdentity;
 use tenant_identity_operator::{
-    controller::{self, Shared},
+    backends::Backends,
+    controller::{self, Services},
     issuer::IssuerSource,
     metrics::Metrics,
     plan::Settings,
@@ -129,7 +130,7 @@ async fn an_unreadable_object_does_not_stall_the_others() {
         tis.create(&PostParams::default(), &obj).await.unwrap();
     }
 
-    let shared = Arc::new(Shared {
+    let services = Arc::new(Services {
         client: client.clone(),
         recorder: Recorder::new(
             client.clone(),
@@ -141,11 +142,11 @@ async fn an_unreadable_object_does_not_stall_the_others() {
         metrics: Arc::new(Metrics::new().unwrap()),
         settings: Settings::default(),
         issuer: IssuerSource::new(None),
-        arm: None,
+        backends: Backends::new(None),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(controller::run(
-        shared.clone(),
+        services.clone(),
         async move {
             let _ = stopped.await;
         }

@@ -13,17 +13,17 @@ use crate::crd::CLEANUP_FINALIZER;
 use crate::object;
 use crate::ops::{self, DeleteOptions};
 use crate::resources::ResKey;
-use crate::store::Store;
+use crate::store::{self, Store};
 
 /// Runs passes whenever notified, until `shutdown` flips to true.
-pub async fn run(store: Arc<Mutex<Store>>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let notify = crate::store::lock(&store).controllers.clone();
+pub async fn run(shared: Arc<Mutex<Store>>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let notify = store::lock(&shared).controllers.clone();
     loop {
         tokio::select! {
             _ = notify.notified() => {}
             _ = shutdown.changed() => return,
         }
-        run_passes(&mut crate::store::lock(&store));
+        run_passes(&mut store::lock(&shared));
     }
 }
 

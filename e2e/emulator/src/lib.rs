@@ -61,7 +61,8 @@ impl Default for EmulatorConfig {
     }
 }
 
-/// A running emulator. Dropping it stops the server and the controllers too, without waiting.
+/// A running emulator. Dropping it stops accepting connections and stops the controllers;
+/// [`Emulator::shutdown`] also ends open watches and waits for in-flight requests.
 pub struct Emulator {
     addr: SocketAddr,
     state: Arc<AppState>,

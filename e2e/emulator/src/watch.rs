@@ -55,8 +55,7 @@ fn bookmark(t: &Target, rv: u64, initial_end: bool) -> Bytes {
     )
 }
 
-/// The event a watch of `t` with `selectors` sees for a store event, if any. A change that
-/// moves an object into or out of the selection is seen as ADDED or DELETED.
+/// An object as the watch shows it: at the watched version, or as `PartialObjectMetadata`.
 fn render(t: &Target, obj: Value, metadata_only: bool) -> Value {
     if metadata_only {
         partial_metadata(&obj)
@@ -65,6 +64,8 @@ fn render(t: &Target, obj: Value, metadata_only: bool) -> Value {
     }
 }
 
+/// The event a watch of `t` with `p.selectors` sees for a store event, if any. A change that
+/// moves an object into or out of the selection is seen as ADDED or DELETED.
 fn transform(ev: &StoreEvent, t: &Target, p: &WatchParams) -> Option<Bytes> {
     let selectors = &p.selectors;
     if ev.key != t.res.key() {

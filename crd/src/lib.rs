@@ -5,4 +5,7 @@ pub mod kinds;
 pub mod reasons;
 mod types;
 
+#[cfg(test)]
+mod limits_test;
+
 pub use types::*;

@@ -35,3 +35,6 @@ pub const SUSPENDED: &str = "Suspended";
 pub const KUBERNETES_API_ERROR: &str = "KubernetesApiError";
 /// A required CRD (Flux, ASO) is not installed on the cluster.
 pub const DEPENDENCY_MISSING: &str = "DependencyMissing";
+/// An object named like one of the children already exists and is not this TenantIdentity's:
+/// it is left untouched, never taken over.
+pub const CHILD_CONFLICT: &str = "ChildConflict";

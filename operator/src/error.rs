@@ -14,6 +14,20 @@ pub enum Error {
         "{kind} ({api_version}) is not installed on this cluster: install its CRDs and restart the operator"
     )]
     DependencyMissing { kind: String, api_version: String },
+    /// An object named like one of the children already exists and is not this TenantIdentity's
+    /// (`controller::owned` decides whose it is). It is never written: our controller reference
+    /// would make garbage collection delete it with the TenantIdentity. Only a person can resolve
+    /// it, so it is terminal.
+    #[error(
+        "{kind} {namespace}/{name} already exists and is not this TenantIdentity's ({holder}); the operator never takes over an object it did not create: remove or rename the existing {kind}, or give the TenantIdentity another name (its children are named after it)"
+    )]
+    ChildConflict {
+        kind: String,
+        namespace: String,
+        name: String,
+        /// Whose it is, as its metadata says (controller reference or field managers).
+        holder: String,
+    },
     /// The finalizer machinery failed to add/remove the finalizer.
     #[error("finalizer: {0}")]
     FinalizerError(String),
@@ -66,7 +80,7 @@ impl Error {
     pub fn is_terminal(&self) -> bool {
         match self {
             Error::Backend(e) => e.terminal,
-            Error::DependencyMissing { .. } => true,
+            Error::DependencyMissing { .. } | Error::ChildConflict { .. } => true,
             _ => false,
         }
     }
@@ -91,6 +105,32 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use super::*;
 
+    fn child_conflict() -> Error {
+        Error::ChildConflict {
+            kind: "Kustomization".into(),
+            namespace: "tenants".into(),
+            name: "team-a".into(),
+            holder: "managed by platform-team".into(),
+        }
+    }
+
+    #[test]
+    fn a_child_conflict_names_the_object_and_needs_a_person() {
+        let e = child_conflict();
+        assert_eq!(e.reason(), tenant_identity_crd::reasons::CHILD_CONFLICT);
+        assert!(e.is_terminal(), "a person must rename or remove an object");
+        assert!(!e.is_backend(), "not a credential failure");
+        assert_eq!(e.retry_after(), None);
+        let message = e.to_string();
+        for part in [
+            "Kustomization tenants/team-a",
+            "managed by platform-team",
+            "remove or rename",
+        ] {
+            assert!(message.contains(part), "{part:?} in {message}");
+        }
+    }
+
     #[test]
     fn every_reason_is_listed_for_metrics() {
         let listed: Vec<_> = Error::own_reasons()
@@ -102,6 +142,7 @@ mod tests {
                 api_version: "v".into(),
             },
             Error::FinalizerError("f".into()),
+            child_conflict(),
             Error::IssuerUnavailable("i".into()),
             crate::backends::arm::unavailable().into(),
             Error::Backend(

@@ -1,13 +1,22 @@
-//! Owned children: server-side apply each desired child; delete the ones no longer wanted.
+//! Owned children: create the missing ones, server-side apply the ones that are ours, never
+//! touch one that is not; delete the ones no longer wanted.
+//!
+//! Children have deterministic names, so an object of someone else (a platform team's
+//! Kustomization, say) may already sit under one. Forced server-side apply would overwrite it and
+//! add our controller reference, and garbage collection would then delete it with the
+//! TenantIdentity. So an existing object is judged first, in one place: [`holder`], a pure
+//! function of its metadata (a cached copy serves as well as a fresh read).
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions},
+    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions},
 };
+use serde_json::{Value, json};
 use tenant_identity_crd::TenantIdentity;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::Context;
 use tenant_identity_crd::kinds;
@@ -18,24 +27,255 @@ use crate::{
     names::{self, FIELD_MANAGER},
 };
 
+/// Make `child` exist as desired: create it when missing, converge it when it is ours, and
+/// refuse ([`Error::ChildConflict`]) when an object of that name is someone else's.
 pub(super) async fn apply_child(client: &Client, child: &Child) -> Result<DynamicObject> {
     let ns = child.object.namespace().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &child.resource);
+    match find(&api, child).await? {
+        Some(existing) => converge(&api, child, &existing).await,
+        None => create(&api, child).await,
+    }
+}
+
+/// The object named like `child`, if any. A list selected on the name rather than a get: the
+/// operator's role grants list (for prune and the watches) but not get on child kinds.
+async fn find(api: &Api<DynamicObject>, child: &Child) -> Result<Option<DynamicObject>> {
+    let params = ListParams::default().fields(&format!("metadata.name={}", child.name()));
+    let list = api.list(&params).await.map_err(|e| api_error(child, e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .find(|o| o.name_any() == child.name()))
+}
+
+/// Create (POST): it fails if the name was taken meanwhile, where an apply would take the object
+/// over. The answer is the desired object, so no apply follows.
+async fn create(api: &Api<DynamicObject>, child: &Child) -> Result<DynamicObject> {
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match api.create(&params, &child.object).await {
+        Ok(created) => Ok(hand_over(api, &created).await?.unwrap_or(created)),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => {
+            // Created by someone since `find` looked: judge it like any existing object.
+            match find(api, child).await? {
+                Some(existing) => converge(api, child, &existing).await,
+                None => Err(Error::KubernetesApiError(kube::Error::Api(status))),
+            }
+        }
+        Err(e) => Err(api_error(child, e)),
+    }
+}
+
+/// Server-side apply of an existing object, only if it is ours.
+async fn converge(
+    api: &Api<DynamicObject>,
+    child: &Child,
+    existing: &DynamicObject,
+) -> Result<DynamicObject> {
+    if let Holder::Foreign(holder) = holder(&existing.metadata, &child.object.metadata) {
+        return Err(Error::ChildConflict {
+            kind: child.resource.kind.clone(),
+            namespace: existing.namespace().unwrap_or_default(),
+            name: child.name(),
+            holder,
+        });
+    }
+    hand_over(api, existing).await?;
     api.patch(
         &child.name(),
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&child.object),
     )
     .await
-    .map_err(|e| match e {
-        kube::Error::Api(ae) if ae.code == 404 && !child.resource.group.is_empty() => {
+    .map_err(|e| api_error(child, e))
+}
+
+/// Finish a create: move the fields of our create's `Update` entry to our `Apply` entry (see
+/// [`handover_patch`]). Returns the object written, or `None` when there was nothing to move or
+/// the object changed since it was read (the next reconcile reads it again and moves them then).
+async fn hand_over(
+    api: &Api<DynamicObject>,
+    existing: &DynamicObject,
+) -> Result<Option<DynamicObject>> {
+    let Some(patch) = handover_patch(&existing.metadata) else {
+        return Ok(None);
+    };
+    let name = existing.name_any();
+    match api
+        .patch(
+            &name,
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(obj) => Ok(Some(obj)),
+        Err(kube::Error::Api(status)) if status.is_conflict() => {
+            debug!(%name, "changed since read; handing over the create's fields later");
+            Ok(None)
+        }
+        Err(e) => Err(Error::KubernetesApiError(e)),
+    }
+}
+
+fn api_error(child: &Child, e: kube::Error) -> Error {
+    match e {
+        kube::Error::Api(status) if status.code == 404 && !child.resource.group.is_empty() => {
             Error::DependencyMissing {
                 kind: child.resource.kind.clone(),
                 api_version: child.resource.api_version.clone(),
             }
         }
         e => Error::KubernetesApiError(e),
+    }
+}
+
+/// Whose an existing object named like a child is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// This TenantIdentity's: server-side apply may converge it.
+    Ours,
+    /// Someone else's, never written; the text says whose, for the status message.
+    Foreign(String),
+}
+
+/// Judge an existing object (`existing`) by the metadata of the child we want under its name
+/// (`desired`: our controller reference and tenant label). It is ours when
+/// - its controller reference is ours (this TenantIdentity's uid), or
+/// - our field manager set its tenant label to this tenant, and no other controller holds it: a
+///   child whose owner reference was taken off, or one of an earlier TenantIdentity of the same
+///   name (deleted with `--cascade=orphan`, or not yet garbage collected).
+///
+/// Our field manager alone is not enough: it also writes two annotations on the vcluster's
+/// ServiceAccounts, which are not ours.
+pub(crate) fn holder(existing: &ObjectMeta, desired: &ObjectMeta) -> Holder {
+    let controller_of = |meta: &ObjectMeta| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .cloned()
+    };
+    if let Some(controller) = controller_of(existing) {
+        let group = |api_version: &str| api_version.split_once('/').map(|(g, _)| g.to_string());
+        match controller_of(desired) {
+            Some(ours) if controller.uid == ours.uid => return Holder::Ours,
+            // An earlier TenantIdentity of this name: ours if our field manager labelled it.
+            Some(ours)
+                if controller.kind == ours.kind
+                    && controller.name == ours.name
+                    && group(&controller.api_version) == group(&ours.api_version) => {}
+            _ => {
+                return Holder::Foreign(format!(
+                    "controlled by {} {}",
+                    controller.kind, controller.name
+                ));
+            }
+        }
+    }
+    let tenant = desired
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(names::TENANT_LABEL));
+    let labelled = tenant.is_some()
+        && existing
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(names::TENANT_LABEL))
+            == tenant;
+    let entries = existing.managed_fields.as_deref().unwrap_or_default();
+    if labelled && entries.iter().any(sets_tenant_label) {
+        return Holder::Ours;
+    }
+    let mut managers: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e.manager.as_deref())
+        .collect();
+    managers.sort_unstable();
+    managers.dedup();
+    Holder::Foreign(if managers.is_empty() {
+        "no field manager recorded".to_string()
+    } else {
+        format!("managed by {}", managers.join(", "))
     })
+}
+
+/// An entry of our field manager, on the object itself (not a subresource), owns our tenant label.
+fn sets_tenant_label(entry: &ManagedFieldsEntry) -> bool {
+    is_ours(entry, None)
+        && entry
+            .fields_v1
+            .as_ref()
+            .and_then(|f| f.0.get("f:metadata"))
+            .and_then(|m| m.get("f:labels"))
+            .and_then(|l| l.get(format!("f:{}", names::TENANT_LABEL)))
+            .is_some()
+}
+
+/// `entry` is our field manager's on the object itself (with `operation`, when given).
+fn is_ours(entry: &ManagedFieldsEntry, operation: Option<&str>) -> bool {
+    entry.manager.as_deref() == Some(FIELD_MANAGER)
+        && entry.subresource.as_deref().unwrap_or_default().is_empty()
+        && operation.is_none_or(|op| entry.operation.as_deref() == Some(op))
+}
+
+/// A create records its fields under an `Update` entry of our field manager. Server-side apply
+/// counts that entry as another manager: a field it co-owns would stay on the object after the
+/// plan stops asking for it. This merge patch moves those fields into our `Apply` entry (as if
+/// the object had been created by the apply), guarded by the resourceVersion read. `None`:
+/// nothing to move.
+fn handover_patch(meta: &ObjectMeta) -> Option<Value> {
+    let entries = meta.managed_fields.as_ref()?;
+    let resource_version = meta.resource_version.as_ref()?;
+    let update = entries.iter().find(|e| is_ours(e, Some("Update")))?;
+    let has_apply = entries.iter().any(|e| is_ours(e, Some("Apply")));
+    let mut moved = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if is_ours(entry, Some("Update")) {
+            if !has_apply {
+                moved.push(ManagedFieldsEntry {
+                    operation: Some("Apply".to_string()),
+                    ..entry.clone()
+                });
+            }
+        } else if is_ours(entry, Some("Apply")) {
+            let mut fields = entry
+                .fields_v1
+                .clone()
+                .unwrap_or_else(|| FieldsV1(json!({})));
+            if let Some(more) = &update.fields_v1 {
+                union(&mut fields.0, &more.0);
+            }
+            moved.push(ManagedFieldsEntry {
+                fields_v1: Some(fields),
+                ..entry.clone()
+            });
+        } else {
+            moved.push(entry.clone());
+        }
+    }
+    Some(json!({"metadata": {"resourceVersion": resource_version, "managedFields": moved}}))
+}
+
+/// Union of two field sets in the FieldsV1 form (nested objects; a leaf is `{}`).
+fn union(into: &mut Value, other: &Value) {
+    let (Value::Object(into), Value::Object(other)) = (into, other) else {
+        return;
+    };
+    for (key, value) in other {
+        match into.get_mut(key) {
+            Some(existing) => union(existing, value),
+            None => {
+                into.insert(key.clone(), value.clone());
+            }
+        }
+    }
 }
 
 /// Delete owned children the spec no longer asks for. Only objects carrying our tenant label
@@ -80,4 +320,266 @@ pub(super) async fn prune(ti: &TenantIdentity, desired: &[Child], ctx: &Context)
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    const UID: &str = "5b1c7b6e-0000-4000-8000-000000000001";
+
+    fn owner(name: &str, uid: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: "identity.tenancy.dev/v1alpha1".into(),
+            kind: "TenantIdentity".into(),
+            name: name.into(),
+            uid: uid.into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+
+    fn entry(manager: &str, operation: &str, fields: Value) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            api_version: Some("v1".into()),
+            fields_type: Some("FieldsV1".into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..ManagedFieldsEntry::default()
+        }
+    }
+
+    fn tenant_label_fields() -> Value {
+        json!({"f:metadata": {"f:labels": {format!("f:{}", names::TENANT_LABEL): {}}}})
+    }
+
+    /// What the operator wants under the name: our controller reference and tenant label.
+    fn desired() -> ObjectMeta {
+        ObjectMeta {
+            name: Some("team-a".into()),
+            labels: Some(crate::children::tenant_labels("team-a")),
+            owner_references: Some(vec![owner("team-a", UID)]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn existing(
+        owners: Vec<OwnerReference>,
+        tenant: Option<&str>,
+        entries: Vec<ManagedFieldsEntry>,
+    ) -> ObjectMeta {
+        ObjectMeta {
+            name: Some("team-a".into()),
+            resource_version: Some("42".into()),
+            labels: tenant.map(crate::children::tenant_labels),
+            owner_references: Some(owners),
+            managed_fields: Some(entries),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn foreign(text: &str) -> Holder {
+        Holder::Foreign(text.to_string())
+    }
+
+    #[test]
+    fn whose_an_existing_object_is() {
+        let ours_applied = || entry(FIELD_MANAGER, "Apply", tenant_label_fields());
+        let platform = || entry("platform-team", "Apply", json!({"f:spec": {"f:path": {}}}));
+        let cases = [
+            (
+                "our controller reference",
+                existing(
+                    vec![owner("team-a", UID)],
+                    Some("team-a"),
+                    vec![ours_applied()],
+                ),
+                Holder::Ours,
+            ),
+            (
+                "our controller reference, managed fields stripped",
+                existing(vec![owner("team-a", UID)], None, vec![]),
+                Holder::Ours,
+            ),
+            (
+                "owner reference taken off, our manager set the tenant label",
+                existing(vec![], Some("team-a"), vec![ours_applied(), platform()]),
+                Holder::Ours,
+            ),
+            (
+                "created by our POST, before the handover",
+                existing(
+                    vec![],
+                    Some("team-a"),
+                    vec![entry(FIELD_MANAGER, "Update", tenant_label_fields())],
+                ),
+                Holder::Ours,
+            ),
+            (
+                "an earlier TenantIdentity of this name",
+                existing(
+                    vec![owner("team-a", "old-uid")],
+                    Some("team-a"),
+                    vec![ours_applied()],
+                ),
+                Holder::Ours,
+            ),
+            (
+                "a platform team's object",
+                existing(vec![], None, vec![platform()]),
+                foreign("managed by platform-team"),
+            ),
+            (
+                "someone copied our labels",
+                existing(vec![], Some("team-a"), vec![platform()]),
+                foreign("managed by platform-team"),
+            ),
+            (
+                "our manager wrote only annotations (a vcluster's ServiceAccount)",
+                existing(
+                    vec![],
+                    None,
+                    vec![
+                        entry("helm", "Update", json!({"f:metadata": {"f:labels": {}}})),
+                        entry(
+                            FIELD_MANAGER,
+                            "Apply",
+                            json!({"f:metadata": {"f:annotations": {}}}),
+                        ),
+                    ],
+                ),
+                foreign("managed by helm, tenant-identity-operator"),
+            ),
+            (
+                "our tenant label, but on a status write",
+                existing(
+                    vec![],
+                    Some("team-a"),
+                    vec![ManagedFieldsEntry {
+                        subresource: Some("status".into()),
+                        ..ours_applied()
+                    }],
+                ),
+                foreign("managed by tenant-identity-operator"),
+            ),
+            (
+                "labelled for another tenant",
+                existing(vec![], Some("team-b"), vec![ours_applied()]),
+                foreign("managed by tenant-identity-operator"),
+            ),
+            (
+                "another controller",
+                existing(
+                    vec![OwnerReference {
+                        api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+                        kind: "Kustomization".into(),
+                        name: "platform".into(),
+                        uid: "other".into(),
+                        controller: Some(true),
+                        block_owner_deletion: None,
+                    }],
+                    Some("team-a"),
+                    vec![ours_applied()],
+                ),
+                foreign("controlled by Kustomization platform"),
+            ),
+            (
+                "another TenantIdentity",
+                existing(
+                    vec![owner("team-b", "b-uid")],
+                    Some("team-a"),
+                    vec![ours_applied()],
+                ),
+                foreign("controlled by TenantIdentity team-b"),
+            ),
+            (
+                "nothing recorded",
+                existing(vec![], None, vec![]),
+                foreign("no field manager recorded"),
+            ),
+        ];
+        for (case, meta, want) in cases {
+            assert_eq!(holder(&meta, &desired()), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn owner_references_that_are_not_controllers_decide_nothing() {
+        let mut ours = owner("team-a", UID);
+        ours.controller = None;
+        let mut other = owner("platform", "other-uid");
+        other.controller = Some(false);
+        let platform = entry("platform-team", "Apply", json!({"f:data": {}}));
+        let meta = existing(vec![ours, other.clone()], None, vec![platform]);
+        assert_eq!(
+            holder(&meta, &desired()),
+            foreign("managed by platform-team")
+        );
+        let meta = existing(
+            vec![other],
+            Some("team-a"),
+            vec![entry(FIELD_MANAGER, "Apply", tenant_label_fields())],
+        );
+        assert_eq!(holder(&meta, &desired()), Holder::Ours);
+    }
+
+    #[test]
+    fn the_create_entry_becomes_our_apply_entry() {
+        let created = json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:x": {}}});
+        let flux = entry("source-controller", "Update", json!({"f:status": {}}));
+        let flux = ManagedFieldsEntry {
+            subresource: Some("status".into()),
+            ..flux
+        };
+        let meta = existing(
+            vec![owner("team-a", UID)],
+            Some("team-a"),
+            vec![
+                entry(FIELD_MANAGER, "Update", created.clone()),
+                flux.clone(),
+            ],
+        );
+        let patch = handover_patch(&meta).expect("an Update entry to move");
+        assert_eq!(patch["metadata"]["resourceVersion"], json!("42"));
+        let entries: Vec<ManagedFieldsEntry> =
+            serde_json::from_value(patch["metadata"]["managedFields"].clone()).unwrap();
+        assert_eq!(entries, vec![entry(FIELD_MANAGER, "Apply", created), flux]);
+
+        // Once moved, nothing is left to do: steady state writes nothing.
+        let meta = ObjectMeta {
+            managed_fields: Some(entries),
+            ..meta
+        };
+        assert_eq!(handover_patch(&meta), None);
+    }
+
+    #[test]
+    fn the_create_entry_is_merged_into_an_existing_apply_entry() {
+        let meta = existing(
+            vec![owner("team-a", UID)],
+            Some("team-a"),
+            vec![
+                entry(FIELD_MANAGER, "Apply", json!({"f:spec": {"f:url": {}}})),
+                entry(
+                    FIELD_MANAGER,
+                    "Update",
+                    json!({"f:spec": {"f:serviceAccountName": {}}, "f:metadata": {}}),
+                ),
+            ],
+        );
+        let patch = handover_patch(&meta).expect("an Update entry to move");
+        let entries: Vec<ManagedFieldsEntry> =
+            serde_json::from_value(patch["metadata"]["managedFields"].clone()).unwrap();
+        assert_eq!(
+            entries,
+            vec![entry(
+                FIELD_MANAGER,
+                "Apply",
+                json!({"f:spec": {"f:url": {}, "f:serviceAccountName": {}}, "f:metadata": {}}),
+            )]
+        );
+    }
 }

@@ -184,14 +184,57 @@ pub struct IdentityBackend {
     pub azure_service_operator: Option<AsoIdentityRef>,
 }
 
+/// One character of an Azure resource group name. Azure's rule: 1-90 characters; underscores,
+/// hyphens, periods, parentheses and letters or digits as .NET's `Char.IsLetterOrDigit` defines
+/// them (so Unicode letters and decimal digits too); the name cannot end with a period. The ARM
+/// OpenAPI parameter `ResourceGroupNameParameter` spells the characters `^[-\w\._\(\)]+$`, where
+/// `\w` is .NET's Unicode class; that pattern alone accepts `.`, `..` and a trailing period.
+/// Written with explicit Unicode classes (never `\w`, which is ASCII-only in the API server's
+/// Go regexp and Unicode in the operator's Rust one) so both engines accept the same names.
+macro_rules! resource_group_char {
+    () => {
+        r"[-\p{L}\p{Nd}_.()]"
+    };
+}
+/// The last character of a resource group name: anything but a period.
+macro_rules! resource_group_last_char {
+    () => {
+        r"[-\p{L}\p{Nd}_()]"
+    };
+}
+
+/// An Azure resource group name (length checked separately: 1 to 90 characters). No name can
+/// be `.` or `..`, so none can move an ARM request path.
+pub const RESOURCE_GROUP_PATTERN: &str = concat!(
+    "^",
+    resource_group_char!(),
+    "*",
+    resource_group_last_char!(),
+    "$"
+);
+
+/// The ARM id of a user-assigned identity, as ASO's `owner.armId` takes it. The resource group
+/// follows [`RESOURCE_GROUP_PATTERN`] (with its 90-character limit); the subscription and the
+/// identity name cannot contain a period, so no segment is `.` or `..` either.
+pub const USER_ASSIGNED_IDENTITY_ARM_ID_PATTERN: &str = concat!(
+    "^/subscriptions/[0-9a-zA-Z-]+/[rR]esource[gG]roups/",
+    resource_group_char!(),
+    "{0,89}",
+    resource_group_last_char!(),
+    r"/providers/[mM]icrosoft\.[mM]anaged[iI]dentity/[uU]ser[aA]ssigned[iI]dentities/[a-zA-Z0-9][a-zA-Z0-9_-]*$"
+);
+
 /// An Azure user-assigned managed identity, addressed in ARM.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedIdentityRef {
+    /// The subscription (a GUID, as ARM's `SubscriptionIdParameter` requires).
     #[schemars(regex(pattern = GUID_PATTERN))]
     pub subscription_id: String,
-    #[schemars(length(min = 1, max = 90), regex(pattern = "^[-\\w._()]+$"))]
+    /// The resource group: 1-90 letters, digits, `_`, `-`, `.`, `(`, `)`; not ending in `.`.
+    #[schemars(length(min = 1, max = 90), regex(pattern = RESOURCE_GROUP_PATTERN))]
     pub resource_group: String,
+    /// The identity's name: 3-128 letters, digits, `-` and `_`, starting with a letter or digit.
     #[schemars(
         length(min = 3, max = 128),
         regex(pattern = "^[a-zA-Z0-9][a-zA-Z0-9-_]+$")
@@ -210,32 +253,40 @@ pub struct AsoIdentityRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN_PATTERN))]
     pub name: Option<String>,
-    /// The ARM id of an identity ASO does not manage.
+    /// The ARM id of an identity ASO does not manage:
+    /// `/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(
-        pattern = "^/subscriptions/[^/]+/[rR]esource[gG]roups/[^/]+/providers/[mM]icrosoft\\.[mM]anaged[iI]dentity/[uU]ser[aA]ssigned[iI]dentities/[^/]+$"
-    ))]
+    #[schemars(length(max = 512), regex(pattern = USER_ASSIGNED_IDENTITY_ARM_ID_PATTERN))]
     pub arm_id: Option<String>,
 }
 
+/// `provider: azure` makes source-controller send an Entra token to the URL's host, so the host
+/// must be Azure DevOps whatever the auth mode, and the URL carries no credentials. The two rules
+/// are separate so that each failure says what is wrong: the host rule skips a user part (the
+/// credentials rule refuses it), so `https://user:pat@dev.azure.com/...` gets only the
+/// credentials message, and `https://dev.azure.com@evil.example/...` both.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
-    validation = Rule::new("(has(self.auth) && self.auth != 'ObjectLevel') || self.url.matches('^https://([^/@]+@)?(dev\\\\.azure\\\\.com|[a-zA-Z0-9-]+\\\\.visualstudio\\\\.com)/')").message("ObjectLevel auth needs an Azure DevOps URL (https://dev.azure.com/... or https://<org>.visualstudio.com/...)").field_path(".url")
+    validation = Rule::new("!self.url.matches('^https://[^/?#]*@')").message("must not carry credentials or a user name (user:password@ or org@ before the host): Flux authenticates as the workload identity, and anything in the URL is readable by everyone who can read the GitRepository").field_path(".url"),
+    validation = Rule::new("self.url.matches('^https://([^/?#]*@)?(dev\\\\.azure\\\\.com|[a-zA-Z0-9-]+\\\\.visualstudio\\\\.com)/')").message("must be an Azure DevOps URL (https://dev.azure.com/... or https://<org>.visualstudio.com/...) in both auth modes: with provider azure, source-controller sends an Entra token to the URL's host").field_path(".url")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitSpec {
-    /// HTTPS URL of the Azure DevOps repository.
+    /// HTTPS URL of the Azure DevOps repository (`https://dev.azure.com/<org>/<project>/_git/<repo>`
+    /// or `https://<org>.visualstudio.com/...`), without credentials or a user name.
     #[schemars(length(max = 2048), regex(pattern = "^https://[^\\s]+$"))]
     pub url: String,
     /// What to check out; Flux's default branch when omitted.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<GitRef>,
-    /// How often Flux checks the repository (Go duration).
+    /// How often Flux checks the repository (Go duration, e.g. `5m`, `1h30m`). The pattern is
+    /// Flux's own for `GitRepository.spec.interval`.
     #[serde(default = "default_interval")]
-    #[schemars(regex(pattern = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[schemars(length(max = 32), regex(pattern = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"))]
     pub interval: String,
     /// ObjectLevel: Flux authenticates as `<name>-git` (Flux >= 2.7 with the
-    /// ObjectLevelWorkloadIdentity gate); ControllerLevel: as source-controller's own identity.
+    /// ObjectLevelWorkloadIdentity gate); ControllerLevel: as source-controller's own identity,
+    /// which gives the tenant every repository that identity can read.
     #[serde(default)]
     pub auth: GitAuth,
     /// Optional Kustomization applying the repository into the vcluster.

@@ -127,6 +127,24 @@ fn every_invalid_example_is_rejected_naming_the_field() {
             "two-git-refs.yaml",
             "exactly one of branch, tag, semver or commit",
         ),
+        // Each of these names the field it is rejected on.
+        (
+            "non-azure-devops-url-controller-level.yaml",
+            "spec.git.url: must be an Azure DevOps URL",
+        ),
+        (
+            "credentials-in-url.yaml",
+            "spec.git.url: must not carry credentials",
+        ),
+        (
+            "dot-dot-resource-group.yaml",
+            "spec.azure.identity.managedIdentity.resourceGroup: \"..\" does not match",
+        ),
+        (
+            "trailing-dot-resource-group.yaml",
+            "spec.azure.identity.managedIdentity.resourceGroup: \"rg-tenants.\" does not match",
+        ),
+        ("bad-interval.yaml", "spec.git.interval: "),
     ];
     let dir = workspace().join("examples/invalid");
     let files = std::fs::read_dir(&dir).unwrap().count();

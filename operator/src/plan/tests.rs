@@ -242,3 +242,222 @@ fn custom_audience_applies_to_workloads_only() {
         ]
     );
 }
+
+fn managed_identity(resource_group: &str) -> serde_json::Value {
+    json!({"managedIdentity": {
+        "subscriptionId": "11111111-2222-4333-8444-555555555555",
+        "resourceGroup": resource_group,
+        "name": "id-x",
+    }})
+}
+
+fn git(url: &str, auth: &str) -> serde_json::Value {
+    json!({"azure": {"clientId": CLIENT, "identity": aso()}, "git": {"url": url, "auth": auth}})
+}
+
+#[test]
+fn unsafe_git_urls_are_refused_in_both_auth_modes_with_the_field() {
+    let not_azure_devops = "spec.git.url: must be an Azure DevOps URL";
+    let credentials = "spec.git.url: must not carry credentials";
+    let cases = [
+        // provider: azure sends an Entra token to this host, whatever the auth mode.
+        (
+            git("https://evil.example.com/repo", "ControllerLevel"),
+            not_azure_devops,
+        ),
+        (
+            git("https://evil.example.com/repo", "ObjectLevel"),
+            not_azure_devops,
+        ),
+        (
+            git(
+                "https://dev.azure.com.evil.example/o/p/_git/r",
+                "ControllerLevel",
+            ),
+            not_azure_devops,
+        ),
+        (
+            git(
+                "https://contoso.visualstudio.com.evil.example/p/_git/r",
+                "ControllerLevel",
+            ),
+            not_azure_devops,
+        ),
+        (
+            git(
+                "https://evil.example#@dev.azure.com/o/p/_git/r",
+                "ControllerLevel",
+            ),
+            not_azure_devops,
+        ),
+        (
+            git("https://dev.azure.com:8443/o/p/_git/r", "ControllerLevel"),
+            not_azure_devops,
+        ),
+        // Credentials, or any user name, before the host.
+        (
+            git("https://user:pat@dev.azure.com/o/p/_git/r", "ObjectLevel"),
+            credentials,
+        ),
+        (
+            git(
+                "https://user:pat@dev.azure.com/o/p/_git/r",
+                "ControllerLevel",
+            ),
+            credentials,
+        ),
+        (
+            git(
+                "https://contoso@dev.azure.com/contoso/p/_git/r",
+                "ObjectLevel",
+            ),
+            credentials,
+        ),
+        (
+            git(
+                "https://dev.azure.com@evil.example/o/p/_git/r",
+                "ControllerLevel",
+            ),
+            credentials,
+        ),
+        (
+            git(
+                "https://a:b@contoso.visualstudio.com/p/_git/r",
+                "ControllerLevel",
+            ),
+            credentials,
+        ),
+    ];
+    for (spec, needle) in cases {
+        let err = resolve(&ti(spec.clone()), &settings(), ISSUER).expect_err(&spec.to_string());
+        assert_eq!(err.reason, "InvalidSpec", "{spec}");
+        assert!(err.message.contains(needle), "{spec}: {}", err.message);
+    }
+    // An `@` after the host (in the path) is no credential.
+    for (url, auth) in [
+        ("https://dev.azure.com/o/p/_git/r", "ControllerLevel"),
+        (
+            "https://contoso.visualstudio.com/p/_git/r",
+            "ControllerLevel",
+        ),
+        (
+            "https://contoso.visualstudio.com/DefaultCollection/p/_git/r",
+            "ObjectLevel",
+        ),
+        ("https://dev.azure.com/o/p/_git/r@x", "ObjectLevel"),
+    ] {
+        resolve(&ti(git(url, auth)), &settings(), ISSUER)
+            .unwrap_or_else(|e| panic!("{url} ({auth}) is accepted: {e}"));
+    }
+}
+
+#[test]
+fn arm_names_azure_refuses_are_refused_with_the_field() {
+    let resource_group = "spec.azure.identity.managedIdentity.resourceGroup";
+    let arm_id = "spec.azure.identity.azureServiceOperator.armId";
+    let aso_arm_id = |id: &str| json!({"azureServiceOperator": {"armId": id}});
+    let arm_id_in = |group: &str| {
+        format!(
+            "/subscriptions/11111111-2222-4333-8444-555555555555/resourceGroups/{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-x"
+        )
+    };
+    let too_long = "r".repeat(91);
+    let cases = [
+        // `.` and `..` would be dropped (or resolved) in the ARM URL: another path.
+        (managed_identity(".."), resource_group),
+        (managed_identity("."), resource_group),
+        (managed_identity("rg-tenants."), resource_group),
+        (managed_identity(""), resource_group),
+        (managed_identity(&too_long), resource_group),
+        (managed_identity("rg/x"), resource_group),
+        (managed_identity("rg?x"), resource_group),
+        (managed_identity("rg#x"), resource_group),
+        (managed_identity("rg%2e"), resource_group),
+        (managed_identity("rg x"), resource_group),
+        (managed_identity("rg\tx"), resource_group),
+        (
+            json!({"managedIdentity": {"subscriptionId": "..", "resourceGroup": "rg", "name": "id-x"}}),
+            "spec.azure.identity.managedIdentity.subscriptionId",
+        ),
+        (
+            json!({"managedIdentity": {"subscriptionId": "11111111-2222-4333-8444-555555555555", "resourceGroup": "rg", "name": ".."}}),
+            "spec.azure.identity.managedIdentity.name",
+        ),
+        (
+            json!({"managedIdentity": {"subscriptionId": "11111111-2222-4333-8444-555555555555", "resourceGroup": "rg", "name": "-id"}}),
+            "spec.azure.identity.managedIdentity.name",
+        ),
+        // The same resource group rule inside ASO's armId, and no dot segment elsewhere in it.
+        (aso_arm_id(&arm_id_in("..")), arm_id),
+        (aso_arm_id(&arm_id_in("rg-tenants.")), arm_id),
+        (aso_arm_id(&arm_id_in(&too_long)), arm_id),
+        (
+            aso_arm_id(
+                "/subscriptions/../resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-x",
+            ),
+            arm_id,
+        ),
+        (
+            aso_arm_id(
+                "/subscriptions/11111111-2222-4333-8444-555555555555/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/..",
+            ),
+            arm_id,
+        ),
+    ];
+    for (identity, needle) in cases {
+        let spec = json!({"azure": {"clientId": CLIENT, "identity": identity}});
+        let err = resolve(&ti(spec.clone()), &settings(), ISSUER).expect_err(&spec.to_string());
+        assert_eq!(err.reason, "InvalidSpec", "{spec}");
+        assert!(err.message.contains(needle), "{spec}: {}", err.message);
+    }
+    // Azure's rule accepts periods inside the name, parentheses and Unicode letters and digits.
+    let max = "r".repeat(90);
+    for group in [
+        "rg",
+        "rg.tenants",
+        "rg(1)",
+        "_rg-1",
+        ".rg",
+        "ressources-é",
+        "资源组",
+        "rg-٣",
+        max.as_str(),
+    ] {
+        for identity in [managed_identity(group), aso_arm_id(&arm_id_in(group))] {
+            let spec = json!({"azure": {"clientId": CLIENT, "identity": identity}});
+            resolve(&ti(spec.clone()), &settings(), ISSUER)
+                .unwrap_or_else(|e| panic!("{group:?} is a valid resource group: {e}"));
+        }
+    }
+}
+
+#[test]
+fn git_interval_is_flux_duration_of_bounded_length() {
+    let spec = |interval: &str| {
+        json!({"azure": {"clientId": CLIENT, "identity": aso()},
+               "git": {"url": "https://dev.azure.com/o/p/_git/r", "interval": interval}})
+    };
+    // Over the length limit; the first also overflows Go's time.Duration.
+    for interval in [
+        "100000000000000000000000000000000h".to_string(),
+        "1m".repeat(17),
+        // Not Flux's duration pattern.
+        "5".to_string(),
+        "1d".to_string(),
+        "5 m".to_string(),
+        "-5m".to_string(),
+        "".to_string(),
+    ] {
+        let s = spec(&interval);
+        let err = resolve(&ti(s.clone()), &settings(), ISSUER).expect_err(&s.to_string());
+        assert!(
+            err.message.contains("spec.git.interval"),
+            "{interval:?}: {}",
+            err.message
+        );
+    }
+    for interval in ["5m", "1h30m", "0.5h", "1500ms", &"1m".repeat(16)] {
+        resolve(&ti(spec(interval)), &settings(), ISSUER)
+            .unwrap_or_else(|e| panic!("{interval:?} is a Flux interval: {e}"));
+    }
+}

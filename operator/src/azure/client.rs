@@ -209,29 +209,69 @@ impl ArmClient {
     }
 
     /// `.../userAssignedIdentities/{identity}/federatedIdentityCredentials[/{name}]?api-version=`
-    pub fn credential_url(&self, identity: &ManagedIdentity, name: Option<&str>) -> Url {
-        let mut url = self.inner.endpoint.clone();
-        if let Ok(mut segments) = url.path_segments_mut() {
-            // Each value is pushed as one segment, so it is percent-encoded and can never add
-            // path components (parse_endpoint guarantees a base URL, so this branch is taken).
-            segments.pop_if_empty().extend([
-                "subscriptions",
-                &identity.subscription_id,
-                "resourceGroups",
-                &identity.resource_group,
-                "providers",
-                "Microsoft.ManagedIdentity",
-                "userAssignedIdentities",
-                &identity.name,
-                "federatedIdentityCredentials",
-            ]);
-            if let Some(name) = name {
-                segments.push(name);
+    ///
+    /// Each value becomes exactly one path segment, percent-encoded here (everything but
+    /// letters, digits, `-`, `.`, `_`, `~`, `(` and `)`), so none can add a segment or start
+    /// the query or fragment (`/`, `?`, `#`, `%`, tab and newline are all encoded). An empty
+    /// value, or one ending in `.` (so `.` and `..`), is refused: no encoding carries a dot
+    /// segment (a URL parser and RFC 3986 normalisation read `%2E` as `.`), and the URL library
+    /// would drop it from the path, which would then address another ARM resource; a trailing
+    /// period is what Azure forbids in the names of resource groups, and no subscription,
+    /// identity or credential name can have one. The CRD refuses such names before they get
+    /// here; this is the last line.
+    pub fn credential_url(
+        &self,
+        identity: &ManagedIdentity,
+        name: Option<&str>,
+    ) -> Result<Url, ArmError> {
+        let values = [
+            ("subscriptionId", identity.subscription_id.as_str()),
+            ("resourceGroup", identity.resource_group.as_str()),
+            ("name", identity.name.as_str()),
+        ]
+        .into_iter()
+        .chain(name.map(|n| ("federated credential name", n)));
+        for (what, value) in values {
+            if value.is_empty() || value.ends_with('.') {
+                return Err(ArmError::InvalidRequest {
+                    code: "InvalidResourcePathSegment".to_string(),
+                    message: format!(
+                        "managed identity {what} {value:?} cannot be a segment of an ARM resource path"
+                    ),
+                });
             }
+        }
+        let mut path = self.inner.endpoint.path().trim_end_matches('/').to_string();
+        let segments = [
+            "subscriptions",
+            &identity.subscription_id,
+            "resourceGroups",
+            &identity.resource_group,
+            "providers",
+            "Microsoft.ManagedIdentity",
+            "userAssignedIdentities",
+            &identity.name,
+            "federatedIdentityCredentials",
+        ];
+        for segment in segments.into_iter().chain(name) {
+            path.push('/');
+            push_path_segment(&mut path, segment);
+        }
+        let mut url = self.inner.endpoint.clone();
+        url.set_path(&path);
+        // The URL library re-parses the path; it must keep every segment exactly as built.
+        if url.path() != path {
+            return Err(ArmError::InvalidRequest {
+                code: "InvalidResourcePathSegment".to_string(),
+                message: format!(
+                    "the ARM resource path {path:?} would be sent as {:?}",
+                    url.path()
+                ),
+            });
         }
         url.query_pairs_mut()
             .append_pair("api-version", &self.inner.api_version);
-        url
+        Ok(url)
     }
 
     /// GET one credential; `Ok(None)` when it does not exist.
@@ -240,7 +280,7 @@ impl ArmClient {
         identity: &ManagedIdentity,
         name: &str,
     ) -> Result<Option<FederatedIdentityCredential>, ArmError> {
-        let url = self.credential_url(identity, Some(name));
+        let url = self.credential_url(identity, Some(name))?;
         let answer = self
             .send(AzureOperation::Get, Method::GET, url, None)
             .await?;
@@ -258,7 +298,7 @@ impl ArmClient {
         name: &str,
         properties: &FederatedIdentityCredentialProperties,
     ) -> Result<FederatedIdentityCredential, ArmError> {
-        let url = self.credential_url(identity, Some(name));
+        let url = self.credential_url(identity, Some(name))?;
         let body = FederatedIdentityCredential {
             properties: properties.clone(),
             ..Default::default()
@@ -293,7 +333,7 @@ impl ArmClient {
     /// DELETE one credential; `Ok(false)` when it was already absent (204 or a 404 naming the
     /// credential). A missing identity is [`ArmError::IdentityNotFound`].
     pub async fn delete(&self, identity: &ManagedIdentity, name: &str) -> Result<bool, ArmError> {
-        let url = self.credential_url(identity, Some(name));
+        let url = self.credential_url(identity, Some(name))?;
         let answer = self
             .send(AzureOperation::Delete, Method::DELETE, url, None)
             .await?;
@@ -310,7 +350,7 @@ impl ArmClient {
         &self,
         identity: &ManagedIdentity,
     ) -> Result<Vec<FederatedIdentityCredential>, ArmError> {
-        let mut url = self.credential_url(identity, None);
+        let mut url = self.credential_url(identity, None)?;
         let mut all = Vec::new();
         for _ in 0..MAX_LIST_PAGES {
             let answer = self
@@ -414,6 +454,21 @@ impl ArmClient {
                 continue;
             }
             return Ok(answer);
+        }
+    }
+}
+
+/// Append `segment` percent-encoded (RFC 3986): unreserved characters and `(` `)` (sub-delims,
+/// common in resource group names) stay, every other byte of its UTF-8 becomes `%XX`.
+fn push_path_segment(path: &mut String, segment: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~()".contains(&byte) {
+            path.push(char::from(byte));
+        } else {
+            path.push('%');
+            path.push(char::from(HEX[usize::from(byte >> 4)]));
+            path.push(char::from(HEX[usize::from(byte & 0x0f)]));
         }
     }
 }

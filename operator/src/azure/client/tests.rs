@@ -177,13 +177,134 @@ fn credential_urls_encode_segments() {
         name: "my id/../x".into(),
     };
     assert_eq!(
-        client.credential_url(&id, Some("fic-1")).as_str(),
+        client
+            .credential_url(&id, Some("fic-1"))
+            .expect("url")
+            .as_str(),
         "https://management.usgovcloudapi.net/subscriptions/0000/resourceGroups/rg(1)/providers/Microsoft.ManagedIdentity/userAssignedIdentities/my%20id%2F..%2Fx/federatedIdentityCredentials/fic-1?api-version=2024-11-30"
     );
+    // A literal `%2e` stays data (its `%` encoded); `.` and `..`, which no encoding keeps
+    // (the URL library drops them, or reads `%2E` as `.`), are refused, never sent shifted.
+    let id = ManagedIdentity {
+        subscription_id: "0000".into(),
+        resource_group: "%2e".into(),
+        name: "id".into(),
+    };
+    assert_eq!(
+        client
+            .credential_url(&id, Some("%2E%2e"))
+            .expect("url")
+            .as_str(),
+        "https://management.usgovcloudapi.net/subscriptions/0000/resourceGroups/%252e/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id/federatedIdentityCredentials/%252E%252e?api-version=2024-11-30"
+    );
+    for dots in [".", ".."] {
+        let in_group = ManagedIdentity {
+            resource_group: dots.into(),
+            ..id.clone()
+        };
+        assert!(
+            client.credential_url(&in_group, Some("fic-1")).is_err(),
+            "{dots:?}"
+        );
+        let named = ManagedIdentity {
+            name: dots.into(),
+            ..id.clone()
+        };
+        assert!(client.credential_url(&named, None).is_err(), "{dots:?}");
+        assert!(client.credential_url(&id, Some(dots)).is_err(), "{dots:?}");
+    }
     assert_eq!(
         config.scope(),
         "https://management.usgovcloudapi.net/.default"
     );
+}
+
+/// The identity path every case below is built under, with `{g}` for the resource group.
+const PREFIX: &str = "https://management.azure.com/subscriptions/0000/resourceGroups/";
+const SUFFIX: &str =
+    "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-x/federatedIdentityCredentials";
+
+fn client() -> ArmClient {
+    let metrics = AzureRequestMetrics::unregistered().expect("metrics");
+    ArmClient::new(&ArmConfig::new("c", "t", "/token"), metrics).expect("client")
+}
+
+fn in_group(resource_group: &str) -> ManagedIdentity {
+    ManagedIdentity {
+        subscription_id: "0000".into(),
+        resource_group: resource_group.into(),
+        name: "id-x".into(),
+    }
+}
+
+#[test]
+fn credential_url_segments_are_kept_never_normalized() {
+    let client = client();
+    // (resource group, its segment in the URL): each stays one segment, in its place.
+    let cases = [
+        ("rg", "rg"),
+        (".rg", ".rg"),
+        ("rg.tenants", "rg.tenants"),
+        ("...rg", "...rg"),
+        ("%2e", "%252e"),
+        ("%2E%2E", "%252E%252E"),
+        (".%2e", ".%252e"),
+        ("a/../b", "a%2F..%2Fb"),
+        ("a\\..\\b", "a%5C..%5Cb"),
+        ("rg?api-version=1", "rg%3Fapi-version%3D1"),
+        ("rg#x", "rg%23x"),
+        (".\t.x", ".%09.x"),
+        ("\n..x", "%0A..x"),
+        ("ressources-\u{e9}", "ressources-%C3%A9"),
+    ];
+    for (group, segment) in cases {
+        let url = client
+            .credential_url(&in_group(group), None)
+            .unwrap_or_else(|e| panic!("{group:?}: {e}"));
+        assert_eq!(
+            url.as_str(),
+            format!("{PREFIX}{segment}{SUFFIX}?api-version=2024-11-30"),
+            "{group:?}"
+        );
+        assert_eq!(
+            url.path_segments().map(Iterator::count),
+            Some(9),
+            "{group:?} is one segment"
+        );
+    }
+    let url = client
+        .credential_url(&in_group("rg"), Some("%2e%2e"))
+        .expect("url");
+    assert!(
+        url.path()
+            .ends_with("/federatedIdentityCredentials/%252e%252e")
+    );
+}
+
+#[test]
+fn credential_url_refuses_segments_no_encoding_can_keep() {
+    let client = client();
+    let refused = |identity: ManagedIdentity, name: Option<&str>| {
+        let err = client
+            .credential_url(&identity, name)
+            .expect_err(&format!("{identity:?} {name:?}"));
+        assert_eq!(err.reason(), "InvalidRequest", "{identity:?}");
+        assert!(err.is_terminal());
+        err.to_string()
+    };
+    // `.\t.` would be `..` once the URL library dropped the tab.
+    for group in [".", "..", "", "rg.", ".\t."] {
+        let message = refused(in_group(group), Some("fic-1"));
+        assert!(message.contains("resourceGroup"), "{message}");
+        assert!(message.contains(&format!("{group:?}")), "{message}");
+    }
+    let mut identity = in_group("rg");
+    identity.name = "..".into();
+    assert!(refused(identity, None).contains("name"));
+    let mut identity = in_group("rg");
+    identity.subscription_id = ".".into();
+    assert!(refused(identity, None).contains("subscriptionId"));
+    assert!(refused(in_group("rg"), Some("..")).contains("federated credential name"));
 }
 
 #[test]

@@ -1,17 +1,42 @@
 //! Azure Service Operator backend: one `FederatedIdentityCredential`
 //! (`managedidentity.azure.com/v1api20230131`) per subject. ASO writes them to Entra and reports
 //! Ready, which the operator mirrors into `FederatedCredentialsReady`.
+//!
+//! The objects are garbage-collected with the TenantIdentity, and ASO deletes in Azure what it
+//! sees deleted in Kubernetes, unless the object says otherwise: under `deletionPolicy: Retain`
+//! each carries ASO's reconcile-policy annotation with `detach-on-delete` (ASO still creates and
+//! updates the credential, but skips the DELETE in Azure). Under `Delete` the annotation is not
+//! sent, and server-side apply removes it from an object we applied it to before.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{ResourceExt, api::DynamicObject};
 use serde_json::json;
-use tenant_identity_crd::reasons;
+use tenant_identity_crd::{DeletionPolicy, reasons};
 
 use super::{Child, ChildKind, child, is_current, owned_meta, str_field, upstream_condition};
 use crate::{
     plan::{AsoOwner, Backend, Plan},
     status::{CredentialState, CredentialsObserved, PartState},
 };
+
+/// The annotation Azure Service Operator reads an object's reconcile policy from.
+pub const RECONCILE_POLICY_ANNOTATION: &str = "serviceoperator.azure.com/reconcile-policy";
+/// The policy under which ASO sends PUT and GET to Azure but never DELETE: deleting the
+/// Kubernetes object leaves the credential in Azure.
+pub const DETACH_ON_DELETE: &str = "detach-on-delete";
+
+/// The annotations a credential object carries under `policy`.
+fn annotations(policy: DeletionPolicy) -> Option<BTreeMap<String, String>> {
+    match policy {
+        DeletionPolicy::Retain => Some(BTreeMap::from([(
+            RECONCILE_POLICY_ANNOTATION.to_string(),
+            DETACH_ON_DELETE.to_string(),
+        )])),
+        DeletionPolicy::Delete => None,
+    }
+}
 
 pub fn build(plan: &Plan, owner: &OwnerReference) -> Vec<Child> {
     let Backend::AzureServiceOperator(aso) = &plan.backend else {
@@ -24,7 +49,8 @@ pub fn build(plan: &Plan, owner: &OwnerReference) -> Vec<Child> {
     plan.subjects
         .iter()
         .map(|s| {
-            let meta = owned_meta(plan, owner, s.credential_name.clone());
+            let mut meta = owned_meta(plan, owner, s.credential_name.clone());
+            meta.annotations = annotations(plan.deletion_policy);
             let spec = json!({
                 "owner": aso_owner,
                 "azureName": s.credential_name,

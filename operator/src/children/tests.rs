@@ -340,3 +340,105 @@ fn git_readiness_and_stall_are_mirrored_from_flux() {
     );
     assert_eq!(git(&no_git, &[]), (None, None));
 }
+
+/// The reconcile-policy annotation of every FederatedIdentityCredential child, and of every
+/// other child (which must never carry it).
+fn reconcile_policies(children: &[Child]) -> (Vec<Option<String>>, Vec<Option<String>>) {
+    let policy = |c: &Child| {
+        c.object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(federated_credential::RECONCILE_POLICY_ANNOTATION))
+            .cloned()
+    };
+    let (fics, others): (Vec<&Child>, Vec<&Child>) = children
+        .iter()
+        .partition(|c| c.resource.kind == "FederatedIdentityCredential");
+    (
+        fics.into_iter().map(policy).collect(),
+        others.into_iter().map(policy).collect(),
+    )
+}
+
+#[test]
+fn aso_credentials_detach_on_delete_under_retain_only() {
+    let detach = Some("detach-on-delete".to_string());
+    let per_sa = json!({"mode": "PerServiceAccount", "serviceAccounts": [
+        {"namespace": "default", "name": "app"}, {"namespace": "batch", "name": "job"}]});
+    let by_name = json!({"azureServiceOperator": {"name": "uai"}});
+    let by_arm_id = json!({"azureServiceOperator": {"armId": "/subscriptions/11111111-2222-4333-8444-555555555555/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-x"}});
+    let git = json!({"url": "https://dev.azure.com/o/p/_git/r"});
+    // (deletionPolicy, virtualCluster, identity, git, credential objects, expected annotation)
+    let cases = [
+        (None, json!({}), by_name.clone(), None, 1, None),
+        (Some("Delete"), json!({}), by_name.clone(), None, 1, None),
+        (
+            Some("Retain"),
+            json!({}),
+            by_name.clone(),
+            None,
+            1,
+            detach.clone(),
+        ),
+        (
+            Some("Retain"),
+            json!({}),
+            by_arm_id.clone(),
+            Some(git.clone()),
+            2,
+            detach.clone(),
+        ),
+        (
+            Some("Delete"),
+            json!({}),
+            by_arm_id,
+            Some(git.clone()),
+            2,
+            None,
+        ),
+        (
+            Some("Retain"),
+            per_sa.clone(),
+            by_name.clone(),
+            Some(git),
+            3,
+            detach.clone(),
+        ),
+        (Some("Delete"), per_sa, by_name, None, 2, None),
+    ];
+    for (policy, virtual_cluster, identity, git, count, expected) in cases {
+        let mut spec = json!({"virtualCluster": virtual_cluster, "azure": {"clientId": CLIENT, "identity": identity}});
+        if let Some(policy) = policy {
+            spec["deletionPolicy"] = json!(policy);
+        }
+        if let Some(git) = git {
+            spec["git"] = git;
+        }
+        let (_, children) = build(spec.clone());
+        let (fics, others) = reconcile_policies(&children);
+        assert_eq!(fics, vec![expected.clone(); count], "{spec}");
+        assert!(others.iter().all(Option::is_none), "{spec}: {others:?}");
+        if expected.is_none() {
+            // Nothing is sent: server-side apply then drops an annotation we applied before.
+            for c in children
+                .iter()
+                .filter(|c| c.resource.kind == "FederatedIdentityCredential")
+            {
+                assert_eq!(c.object.metadata.annotations, None, "{spec}");
+            }
+        }
+    }
+}
+
+#[test]
+fn arm_backend_has_no_reconcile_policy_to_carry() {
+    let (_, children) = build(json!({
+        "azure": {"clientId": CLIENT, "identity": {"managedIdentity": {
+            "subscriptionId": "11111111-2222-4333-8444-555555555555", "resourceGroup": "rg", "name": "id-x"}}},
+        "deletionPolicy": "Retain",
+    }));
+    let (fics, others) = reconcile_policies(&children);
+    assert!(fics.is_empty(), "the ARM backend writes credentials itself");
+    assert!(others.iter().all(Option::is_none));
+}

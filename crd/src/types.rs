@@ -124,7 +124,7 @@ pub struct VirtualClusterSpec {
     pub workload_service_account: Option<String>,
     /// PerServiceAccount mode: the virtual ServiceAccounts to federate (at most 20).
     #[serde(default)]
-    #[schemars(length(max = 20))]
+    #[schemars(length(max = MAX_SUBJECTS))]
     // A list-map keyed by namespace+name: the API server itself rejects duplicates.
     #[x_kube(merge_strategy = ListMerge::Map(vec!["namespace".into(), "name".into()]))]
     pub service_accounts: Vec<VirtualServiceAccount>,

@@ -13,6 +13,17 @@ use tenant_identity_e2e::{
 fn expected_fields() -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([
         ("bad-client-id.yaml", "spec.azure.clientId"),
+        ("bad-interval.yaml", "spec.git.interval"),
+        ("credentials-in-url.yaml", "spec.git.url"),
+        (
+            "dot-dot-resource-group.yaml",
+            "spec.azure.identity.managedIdentity.resourceGroup",
+        ),
+        ("non-azure-devops-url-controller-level.yaml", "spec.git.url"),
+        (
+            "trailing-dot-resource-group.yaml",
+            "spec.azure.identity.managedIdentity.resourceGroup",
+        ),
         (
             "bad-namespace-name.yaml",
             "spec.virtualCluster.serviceAccounts[0].namespace",

@@ -29,6 +29,8 @@ pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com/";
 /// Stable api-version with the FIC operations we use (same shape as 2023-01-31, 2026-05-31).
 pub const DEFAULT_API_VERSION: &str = "2024-11-30";
+/// `InvalidRequest` code for an identity path segment no encoding can keep (`.`, `..`).
+pub const INVALID_PATH_SEGMENT: &str = "InvalidResourcePathSegment";
 /// Per-request timeout: ARM FIC calls are synchronous and normally take well under a second.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A list longer than this many pages is a loop or a broken server (the limit is 20 FICs).
@@ -234,7 +236,7 @@ impl ArmClient {
         for (what, value) in values {
             if value.is_empty() || value.ends_with('.') {
                 return Err(ArmError::InvalidRequest {
-                    code: "InvalidResourcePathSegment".to_string(),
+                    code: INVALID_PATH_SEGMENT.to_string(),
                     message: format!(
                         "managed identity {what} {value:?} cannot be a segment of an ARM resource path"
                     ),
@@ -262,7 +264,7 @@ impl ArmClient {
         // The URL library re-parses the path; it must keep every segment exactly as built.
         if url.path() != path {
             return Err(ArmError::InvalidRequest {
-                code: "InvalidResourcePathSegment".to_string(),
+                code: INVALID_PATH_SEGMENT.to_string(),
                 message: format!(
                     "the ARM resource path {path:?} would be sent as {:?}",
                     url.path()

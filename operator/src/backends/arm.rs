@@ -7,7 +7,7 @@ use tracing::info;
 
 use super::seam::{CredentialBackend, SyncInput};
 use crate::{
-    azure::{ArmBackend, ArmError, DesiredCredential},
+    azure::{ArmBackend, ArmError, DesiredCredential, client::INVALID_PATH_SEGMENT},
     error::{BackendError, Result},
     plan::{Backend, ManagedIdentity, Teardown},
     status::{CredentialState, CredentialsObserved, PartState},
@@ -122,10 +122,13 @@ impl AzureResourceManager {
             };
         };
         info!(tenant = %teardown.name, identity = %identity.arm_id(), count = teardown.credential_names.len(), "deleting federated credentials");
-        client
-            .delete(identity, &teardown.credential_names)
-            .await
-            .map_err(|e| BackendError::from(e).into())
+        match client.delete(identity, &teardown.credential_names).await {
+            // An identity path the client refuses to build (stored under an older, laxer CRD)
+            // was never written to by this client either: nothing to delete, and the finalizer
+            // must not hang on it.
+            Err(ArmError::InvalidRequest { code, .. }) if code == INVALID_PATH_SEGMENT => Ok(()),
+            other => other.map_err(|e| BackendError::from(e).into()),
+        }
     }
 }
 

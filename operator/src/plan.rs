@@ -343,7 +343,13 @@ pub fn validate(ti: &TenantIdentity, settings: &Settings) -> Result<Validated, S
     match spec.virtual_cluster.mode {
         Mode::Shared => {
             let sa = self::workload_service_account(ti).unwrap_or_default();
-            subjects.push(subject(&namespace, &name, SubjectKind::Workload, &sa, audience));
+            subjects.push(subject(
+                &namespace,
+                &name,
+                SubjectKind::Workload,
+                &sa,
+                audience,
+            ));
             workload_service_account = Some(sa);
         }
         Mode::PerServiceAccount => {

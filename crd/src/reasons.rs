@@ -9,6 +9,13 @@ pub const PROGRESSING: &str = "Progressing";
 pub const INVALID_SPEC: &str = "InvalidSpec";
 /// Another namespace already claims this clientId.
 pub const IDENTITY_CLAIM_CONFLICT: &str = "IdentityClaimConflict";
+/// The identity named in `spec.azure.identity` does not have `spec.azure.clientId` as its
+/// client id: nothing is written to it and what exists is revoked.
+pub const IDENTITY_MISMATCH: &str = "IdentityMismatch";
+/// The ASO UserAssignedIdentity does not report its client id yet (`status.clientId`).
+pub const IDENTITY_NOT_READY: &str = "IdentityNotReady";
+/// An ASO `owner.armId` cannot be checked: the operator has no Azure identity to read it with.
+pub const IDENTITY_UNVERIFIABLE: &str = "IdentityUnverifiable";
 /// `--require-namespace-grant` is on and the namespace does not grant this clientId.
 pub const IDENTITY_NOT_GRANTED: &str = "IdentityNotGranted";
 /// No tenantId in the spec and no `--azure-tenant-id`.
@@ -38,3 +45,26 @@ pub const DEPENDENCY_MISSING: &str = "DependencyMissing";
 /// An object named like one of the children already exists and is not this TenantIdentity's:
 /// it is left untouched, never taken over.
 pub const CHILD_CONFLICT: &str = "ChildConflict";
+
+// HostSyncReady: does the vcluster really run with the sync rules, and are its host
+// ServiceAccounts annotated?
+
+/// PerServiceAccount mode: a listed virtual ServiceAccount has no synced host ServiceAccount yet
+/// (not created inside the vcluster, or the vcluster does not sync ServiceAccounts).
+pub const SERVICE_ACCOUNTS_NOT_SYNCED: &str = "ServiceAccountsNotSynced";
+/// The vcluster's Flux HelmRelease does not take the sync rules ConfigMap in `valuesFrom`.
+pub const SYNC_RULES_NOT_REFERENCED: &str = "SyncRulesNotReferenced";
+/// The vcluster's HelmRelease references the sync rules, but its own `values` set some of the
+/// same keys to something else (inline values win over `valuesFrom`).
+pub const SYNC_RULES_OVERRIDDEN: &str = "SyncRulesOverridden";
+/// No Flux HelmRelease for the vcluster: the operator cannot check that it carries the sync
+/// rules (HostSyncReady stays True; the message says what to verify by hand).
+pub const SYNC_RULES_UNVERIFIED: &str = "SyncRulesUnverified";
+/// Flux is installing or upgrading the vcluster (its HelmRelease is not Ready for its
+/// generation yet).
+pub const VIRTUAL_CLUSTER_UPGRADING: &str = "VirtualClusterUpgrading";
+/// The vcluster's HelmRelease reports Ready=False (an install or upgrade failed).
+pub const VIRTUAL_CLUSTER_RELEASE_FAILED: &str = "VirtualClusterReleaseFailed";
+/// The vcluster cannot carry the identity: chart below 0.21 (pod label keys are rewritten, so the
+/// webhook never sees `azure.workload.identity/use`) or multi-namespace mode (host names differ).
+pub const VIRTUAL_CLUSTER_UNSUPPORTED: &str = "VirtualClusterUnsupported";

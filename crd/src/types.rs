@@ -324,7 +324,19 @@ pub enum GitAuth {
     ControllerLevel,
 }
 
+/// What kustomize-controller applies into the vcluster, and as whom. With `kubeConfig` set,
+/// kustomize-controller impersonates `system:serviceaccount:<namespace>:<serviceAccountName>` on
+/// the target cluster (Flux's impersonation: the name is formatted from the Kustomization's
+/// namespace and `serviceAccountName`, or the controller's `--default-service-account` when empty),
+/// so inside the vcluster; under Flux's multi-tenancy lockdown it always impersonates. The
+/// operator therefore always names the account and binds it inside the vcluster (the values
+/// fragment's `experimental.deploy.vcluster.manifests`). The account need not exist anywhere:
+/// Kubernetes authorizes an impersonated user by its name alone.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(
+    validation = Rule::new("!has(self.clusterRole) || (self.clusterRole != '.' && self.clusterRole != '..')").message("must be a ClusterRole name inside the vcluster: '.' and '..' are not valid object names").field_path(".clusterRole")
+)]
+#[serde(rename_all = "camelCase")]
 pub struct DeploySpec {
     /// Path inside the repository.
     #[serde(default = "default_path")]
@@ -333,7 +345,20 @@ pub struct DeploySpec {
     /// Delete objects removed from the repository.
     #[serde(default = "default_true")]
     pub prune: bool,
+    /// The account kustomize-controller impersonates inside the vcluster (the Kustomization's
+    /// `serviceAccountName`); default `<metadata.name>-deploy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN_PATTERN))]
+    pub service_account_name: Option<String>,
+    /// The ClusterRole inside the vcluster bound to that account; default `cluster-admin`. Any
+    /// name Kubernetes accepts for one (no `/`, `%`, `.` or `..`), without ASCII whitespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = "^[^/% \\t\\n\\r\\f\\v]+$"))]
+    pub cluster_role: Option<String>,
 }
+
+/// The ClusterRole the deploy account gets inside the vcluster unless `clusterRole` says otherwise.
+pub const DEFAULT_DEPLOY_CLUSTER_ROLE: &str = "cluster-admin";
 
 fn default_path() -> String {
     "./".to_string()
@@ -372,6 +397,11 @@ pub struct TenantIdentityStatus {
     /// The last `reconcile.fluxcd.io/requestedAt` value handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+    /// ARM ids of the identities the operator wrote credentials to (recorded before the first
+    /// write), so a switch of identity or a deletion cleans each of them. Only places to look:
+    /// on each, only credentials whose name is this TenantIdentity's are ever touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub written_identities: Vec<String>,
 }
 
 /// One federated subject and its credential.

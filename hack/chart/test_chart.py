@@ -595,9 +595,10 @@ def test_rbac_least_privilege():
     check(not any(g in ("source.toolkit.fluxcd.io", "kustomize.toolkit.fluxcd.io", "managedidentity.azure.com") for g, _ in off),
           "rbac.flux/azureServiceOperator=false drop those rules")
     check(not find(objects({"rbac": {"create": False}}), "ClusterRole"), "rbac.create=false renders no RBAC")
-    # Namespaces are read only for --require-namespace-grant; the operator never reads ASO identities.
+    # Namespaces are read only for --require-namespace-grant; ASO identities are only read (binding).
     check(("", "namespaces") not in granted, "no namespace access without security.requireNamespaceGrant")
-    check(("managedidentity.azure.com", "userassignedidentities") not in granted, "no unused UserAssignedIdentity access")
+    check(granted.get(("managedidentity.azure.com", "userassignedidentities")) == {"get"},
+          "UserAssignedIdentity access is get only (identity binding)")
     granted_grant = _granted(one(objects({"security": {"requireNamespaceGrant": True}}), "ClusterRole")["rules"])
     check({"get", "list", "watch"} <= granted_grant.get(("", "namespaces"), set()),
           "security.requireNamespaceGrant grants get/list/watch on namespaces")

@@ -203,7 +203,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             require_namespace_grant: args.require_namespace_grant,
         },
         issuer: IssuerSource::new(args.oidc_issuer_url),
-        backends: Backends::new(arm),
+        backends: Backends::new(client.clone(), arm),
     });
     let shutdown = shutdown_signal().shared();
 

@@ -57,11 +57,29 @@ pub fn service_account_subject(namespace: &str, service_account: &str) -> String
 /// in the Azure portal, and unique per subject.
 pub fn credential_name(namespace: &str, name: &str, subject: &str) -> String {
     let digest = hex::encode(Sha256::digest(format!("{namespace}/{name}/{subject}")));
+    format!("{}-{}", credential_prefix(namespace, name), &digest[..10])
+}
+
+/// `<ns>-<name>`, cut to leave room for `-` and the 10 hex chars within ARM's 120.
+fn credential_prefix(namespace: &str, name: &str) -> String {
     let mut prefix = format!("{namespace}-{name}");
-    // 120 max minus "-" and 10 hex chars.
     prefix.truncate(109);
-    let prefix = prefix.trim_end_matches('-');
-    format!("{prefix}-{}", &digest[..10])
+    prefix.trim_end_matches('-').to_string()
+}
+
+/// Whether a credential on an identity is one this TenantIdentity wrote, judged by what the
+/// credential is: its name is exactly `<ns>-<name>-` and 10 hex chars (ARM names compare
+/// case-insensitively). Within a namespace no other TenantIdentity's names match (the hex part
+/// is exactly 10 long), and an identity is bound to one client id, which one namespace claims.
+pub fn is_own_credential(namespace: &str, name: &str, credential: &str) -> bool {
+    let prefix = credential_prefix(namespace, name);
+    credential.len() == prefix.len() + 11
+        && credential.is_char_boundary(prefix.len())
+        && credential[..prefix.len()].eq_ignore_ascii_case(&prefix)
+        && credential[prefix.len()..].starts_with('-')
+        && credential[prefix.len() + 1..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit())
 }
 
 pub fn sync_rules_config_map(name: &str) -> String {
@@ -145,6 +163,25 @@ mod tests {
             credential_name("a", "b", "system:serviceaccount:a:X"),
             "subjects are case-sensitive"
         );
+    }
+
+    #[test]
+    fn own_credentials_are_recognised_by_name_only() {
+        let mine = credential_name("team-a", "app", "system:serviceaccount:team-a:x");
+        assert!(is_own_credential("team-a", "app", &mine));
+        assert!(is_own_credential("team-a", "app", &mine.to_uppercase()));
+        for foreign in [
+            "team-a-app-b-0123456789".to_string(), // tenant "app-b"
+            "team-a-ap-0123456789".to_string(),
+            "team-a-app-012345678".to_string(),
+            "team-a-app-0123456789a".to_string(),
+            "team-a-app-012345678g".to_string(),
+            "manual-credential".to_string(),
+            credential_name("team-a", "app-b", "system:serviceaccount:team-a:x"),
+            credential_name("team-b", "app", "system:serviceaccount:team-b:x"),
+        ] {
+            assert!(!is_own_credential("team-a", "app", &foreign), "{foreign}");
+        }
     }
 
     proptest! {

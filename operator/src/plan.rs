@@ -95,6 +95,31 @@ impl ManagedIdentity {
     }
 }
 
+impl ManagedIdentity {
+    /// Parse an ARM id as [`ManagedIdentity::arm_id`] writes it (case-insensitive keywords).
+    pub fn from_arm_id(id: &str) -> Option<Self> {
+        let parts: Vec<&str> = id.trim_start_matches('/').split('/').collect();
+        match parts.as_slice() {
+            [subs, s, groups, g, providers, ns, kind, n]
+                if subs.eq_ignore_ascii_case("subscriptions")
+                    && groups.eq_ignore_ascii_case("resourceGroups")
+                    && providers.eq_ignore_ascii_case("providers")
+                    && ns.eq_ignore_ascii_case("Microsoft.ManagedIdentity")
+                    && kind.eq_ignore_ascii_case("userAssignedIdentities")
+                    && ![s, g, n].iter().any(|v| v.is_empty()) =>
+            {
+                Some(ManagedIdentity::new(*s, *g, *n))
+            }
+            _ => None,
+        }
+    }
+
+    /// Two ARM ids name the same identity when they agree ignoring case.
+    pub fn same_as(&self, other: &ManagedIdentity) -> bool {
+        self.arm_id().eq_ignore_ascii_case(&other.arm_id())
+    }
+}
+
 impl From<&tenant_identity_crd::ManagedIdentityRef> for ManagedIdentity {
     fn from(mi: &tenant_identity_crd::ManagedIdentityRef) -> Self {
         ManagedIdentity::new(&mi.subscription_id, &mi.resource_group, &mi.name)
@@ -197,69 +222,39 @@ pub struct Teardown {
     pub name: String,
     /// The backend the spec names, if it names one.
     pub backend: Option<Backend>,
-    /// Credentials to remove.
-    pub credential_names: Vec<String>,
-    /// Those among them that status reports as written.
-    pub reported_credentials: Vec<String>,
+    /// Every identity the status records as written to (the spec's own is added by the
+    /// backend): places to look; what is ours there is proven by each credential's name.
+    pub written_identities: Vec<ManagedIdentity>,
+    /// Status reports credentials or identities written: the operator has touched Azure.
+    pub ever_written: bool,
 }
 
 impl Teardown {
-    /// Revocation (the tenant must not hold the identity): what status says was written.
-    pub fn revocation(ti: &TenantIdentity) -> Self {
-        let reported = reported_credentials(ti);
+    pub fn of(ti: &TenantIdentity) -> Self {
+        let status = ti.status.as_ref();
+        let written_identities: Vec<ManagedIdentity> = status
+            .map(|s| {
+                s.written_identities
+                    .iter()
+                    .filter_map(|id| ManagedIdentity::from_arm_id(id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ever_written =
+            !written_identities.is_empty() || status.is_some_and(|s| !s.subjects.is_empty());
         Self {
             namespace: ti.namespace().unwrap_or_default(),
             name: ti.name_any(),
             backend: declared_backend(ti),
-            credential_names: reported.clone(),
-            reported_credentials: reported,
+            written_identities,
+            ever_written,
         }
     }
 
-    /// Deletion: what status reports, plus what the spec implies, because a crash between a
-    /// credential write and the status write leaves one that status does not list. A refused
-    /// object never wrote anything, so its spec implies nothing.
-    pub fn deletion(ti: &TenantIdentity, settings: &Settings) -> Self {
-        let mut teardown = Self::revocation(ti);
-        if !was_refused(ti)
-            && let Ok(valid) = validate(ti, settings)
-        {
-            teardown
-                .credential_names
-                .extend(valid.subjects().iter().map(|s| s.credential_name.clone()));
-        }
-        teardown.credential_names.sort();
-        teardown.credential_names.dedup();
-        teardown
+    /// Whether a credential name is one this TenantIdentity wrote.
+    pub fn owns(&self, credential: &str) -> bool {
+        names::is_own_credential(&self.namespace, &self.name, credential)
     }
-}
-
-fn reported_credentials(ti: &TenantIdentity) -> Vec<String> {
-    ti.status
-        .as_ref()
-        .map(|s| {
-            s.subjects
-                .iter()
-                .map(|x| x.credential_name.clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The last status says the isolation rules refused the object.
-fn was_refused(ti: &TenantIdentity) -> bool {
-    ti.status
-        .as_ref()
-        .and_then(|s| {
-            tenant_identity_crd::conditions::find(
-                &s.conditions,
-                tenant_identity_crd::conditions::READY,
-            )
-        })
-        .is_some_and(|c| {
-            c.reason == reasons::IDENTITY_CLAIM_CONFLICT
-                || c.reason == reasons::IDENTITY_NOT_GRANTED
-        })
 }
 
 /// The backend a spec names, leniently (for teardown and the finalizer decision).

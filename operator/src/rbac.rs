@@ -55,8 +55,23 @@ pub fn required(require_namespace_grant: bool) -> Vec<AccessRule> {
             "an owned child kind: applied (create, patch), watched, pruned",
         ));
     }
+    let uai = crate::backends::aso::user_assigned_identity();
+    rules.push(rule(
+        &uai.group,
+        &uai.plural,
+        &["get"],
+        "identity binding: the ASO identity's status.clientId must be spec.azure.clientId",
+    ));
     // The vcluster's host ServiceAccounts are not children, but the operator lists them and
     // patches its two annotations onto them; covered by the ServiceAccount rule above.
+    for resource in kinds::observed_resources() {
+        rules.push(rule(
+            &resource.group,
+            &resource.plural,
+            &["get", "list", "watch"],
+            "an observed kind: read (get) and watched, never written",
+        ));
+    }
     if require_namespace_grant {
         rules.push(rule(
             "",
@@ -82,6 +97,18 @@ mod tests {
                     .iter()
                     .any(|x| x.api_groups == [r.group.clone()] && x.resources == [r.plural.clone()]),
                 "{kind:?}"
+            );
+        }
+        for r in kinds::observed_resources() {
+            let rule = rules
+                .iter()
+                .find(|x| x.api_groups == [r.group.clone()] && x.resources == [r.plural.clone()])
+                .unwrap_or_else(|| panic!("{} is read", r.kind));
+            assert_eq!(
+                rule.verbs,
+                ["get", "list", "watch"],
+                "read only: {}",
+                r.kind
             );
         }
         assert!(!rules.iter().any(|r| r.resources == ["namespaces"]));

@@ -111,14 +111,15 @@ pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderErro
             }
             push_doc(&mut out, &child.object, None)?;
         }
-        if let Some(sa) = host_service_account::annotations(&plan) {
-            push_doc(
-                &mut out,
-                &sa,
-                Some(
-                    "Applied to the vcluster's existing host ServiceAccount (server-side apply of these two annotations only; never created)",
+        for sa in host_service_account::annotations(&plan) {
+            let name = sa.metadata.name.clone().unwrap_or_default();
+            let comment = match host_service_account::virtual_of(&plan, &name) {
+                Some((ns, virtual_name)) => format!(
+                    "Applied to the host ServiceAccount vcluster syncs from {ns}/{virtual_name} once it exists (server-side apply of these two annotations only; never created)"
                 ),
-            )?;
+                None => "Applied to the vcluster's existing host ServiceAccount (server-side apply of these two annotations only; never created)".to_string(),
+            };
+            push_doc(&mut out, &sa, Some(&comment))?;
         }
         if let Backend::AzureResourceManager(mi) = &plan.backend {
             let _ = writeln!(

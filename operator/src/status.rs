@@ -55,11 +55,13 @@ pub enum CredentialState {
     Failed(String),
 }
 
-/// What a credential backend reports: the part, and each credential by name.
+/// What a credential backend reports: the part, each credential by name, and the identities
+/// the tenant's credentials now live on (ARM ids; empty where garbage collection cleans up).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialsObserved {
     pub part: PartState,
     pub states: Vec<(String, CredentialState)>,
+    pub written_identities: Vec<String>,
 }
 
 /// What Flux says about the GitRepository.
@@ -94,8 +96,11 @@ pub struct Failure {
 /// How a reconcile ended: the one input of [`summarize`].
 #[derive(Clone, Copy, Debug)]
 pub enum Outcome<'a> {
-    /// The spec or the isolation rules refused the object; nothing of it is kept.
+    /// The spec was refused: subjects and issuer are cleared; what was written stays recorded
+    /// (it still exists and must stay findable).
     Refused(&'a SpecError),
+    /// The isolation rules refused the object and everything it had was revoked.
+    Revoked(&'a SpecError),
     /// A step failed; what was reported before (subjects, issuer) stays.
     Failed(&'a Failure),
     /// Every child applied; what they and the backend say.
@@ -109,6 +114,7 @@ pub struct Summary {
     pub subjects: Vec<SubjectStatus>,
     pub issuer: Option<String>,
     pub host_service_accounts: Vec<String>,
+    pub written_identities: Vec<String>,
 }
 
 impl Summary {
@@ -123,8 +129,13 @@ impl Summary {
 type Blocking = (String, String, bool);
 
 pub fn summarize(outcome: Outcome<'_>, previous: Option<&TenantIdentityStatus>) -> Summary {
+    let previously_written = || {
+        previous
+            .map(|s| s.written_identities.clone())
+            .unwrap_or_default()
+    };
     match outcome {
-        Outcome::Refused(e) => Summary {
+        Outcome::Refused(e) | Outcome::Revoked(e) => Summary {
             conditions: kstatus(
                 Some((e.reason.to_string(), e.message.clone(), true)),
                 "",
@@ -133,6 +144,10 @@ pub fn summarize(outcome: Outcome<'_>, previous: Option<&TenantIdentityStatus>) 
             subjects: Vec::new(),
             issuer: None,
             host_service_accounts: Vec::new(),
+            written_identities: match outcome {
+                Outcome::Revoked(_) => Vec::new(),
+                _ => previously_written(),
+            },
         },
         Outcome::Failed(f) => {
             let mut parts = Vec::new();
@@ -155,6 +170,7 @@ pub fn summarize(outcome: Outcome<'_>, previous: Option<&TenantIdentityStatus>) 
                 host_service_accounts: previous
                     .map(|s| s.host_service_accounts.clone())
                     .unwrap_or_default(),
+                written_identities: previously_written(),
             }
         }
         Outcome::Converged(o) => converged(o),
@@ -238,6 +254,7 @@ fn converged(o: &Observed) -> Summary {
         subjects: subject_states(o),
         issuer: Some(plan.issuer.clone()),
         host_service_accounts: plan.host_service_accounts(),
+        written_identities: o.credentials.written_identities.clone(),
     }
 }
 

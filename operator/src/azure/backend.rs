@@ -105,7 +105,12 @@ pub struct ArmBackend {
     /// Reconciles are triggered by many things (our own status write, child events); without
     /// this, any of them would call ARM again before the wait is over.
     hold_off: Arc<StdMutex<HashMap<String, (Instant, ArmError)>>>,
+    /// Per identity: its client id and when ARM said so.
+    client_ids: Arc<StdMutex<HashMap<String, (Instant, String)>>>,
 }
+
+/// How long an identity's client id is trusted without asking ARM again.
+pub const CLIENT_ID_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 impl std::fmt::Debug for ArmBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,6 +145,7 @@ impl ArmBackend {
             client: ArmClient::new(&config, metrics)?,
             locks: Arc::new(StdMutex::new(HashMap::new())),
             hold_off: Arc::new(StdMutex::new(HashMap::new())),
+            client_ids: Arc::new(StdMutex::new(HashMap::new())),
         })
     }
 
@@ -200,9 +206,23 @@ impl ArmBackend {
         desired: &[DesiredCredential],
         owned_stale: &[String],
     ) -> Result<SyncReport, ArmError> {
+        let stale: HashSet<String> = owned_stale.iter().map(|n| key(n)).collect();
+        self.sync_owned(identity, desired, &|name| stale.contains(&key(name)))
+            .await
+    }
+
+    /// Make the identity carry exactly `desired` among the credentials `owns` recognises as
+    /// this tenant's (by what they are: their name); every other owned one is deleted.
+    /// Credentials `owns` does not recognise are never modified or deleted.
+    pub async fn sync_owned(
+        &self,
+        identity: &ManagedIdentity,
+        desired: &[DesiredCredential],
+        owns: &(dyn Fn(&str) -> bool + Send + Sync),
+    ) -> Result<SyncReport, ArmError> {
         validate_desired(desired)?;
         self.check_hold_off(identity)?;
-        let result = self.sync_locked(identity, desired, owned_stale).await;
+        let result = self.sync_locked(identity, desired, owns).await;
         self.note_hold_off(identity, &result);
         result
     }
@@ -211,7 +231,7 @@ impl ArmBackend {
         &self,
         identity: &ManagedIdentity,
         desired: &[DesiredCredential],
-        owned_stale: &[String],
+        owns: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<SyncReport, ArmError> {
         let lock = self.lock_for(identity);
         let _guard = lock.lock().await;
@@ -220,28 +240,19 @@ impl ArmBackend {
         let existing_by_key: HashMap<String, &FederatedIdentityCredential> =
             existing.iter().map(|c| (key(name_of(c)), c)).collect();
         let desired_keys: HashSet<String> = desired.iter().map(|d| key(&d.name)).collect();
-        let stale: Vec<&FederatedIdentityCredential> = {
-            let mut seen = HashSet::new();
-            owned_stale
-                .iter()
-                .map(|n| key(n))
-                .filter(|k| !desired_keys.contains(k) && seen.insert(k.clone()))
-                .filter_map(|k| existing_by_key.get(&k).copied())
-                .collect()
+        let is_ours = |c: &FederatedIdentityCredential| {
+            desired_keys.contains(&key(name_of(c))) || owns(name_of(c))
         };
-        let owned: HashSet<String> = desired_keys
+        let stale: Vec<&FederatedIdentityCredential> = existing
             .iter()
-            .cloned()
-            .chain(owned_stale.iter().map(|n| key(n)))
+            .filter(|c| !desired_keys.contains(&key(name_of(c))) && owns(name_of(c)))
             .collect();
 
         // Someone else's credential already federates one of our subjects: Entra would
         // refuse the PUT, and taking theirs over would be borrowing an identity.
         for d in desired {
             if let Some(foreign) = existing.iter().find(|c| {
-                !owned.contains(&key(name_of(c)))
-                    && c.properties.issuer == d.issuer
-                    && c.properties.subject == d.subject
+                !is_ours(c) && c.properties.issuer == d.issuer && c.properties.subject == d.subject
             }) {
                 return Err(ArmError::DuplicateSubject {
                     subject: d.subject.clone(),
@@ -352,8 +363,19 @@ impl ArmBackend {
         if names.is_empty() {
             return Ok(());
         }
+        let wanted: HashSet<String> = names.iter().map(|n| key(n)).collect();
+        self.delete_owned(identity, &|name| wanted.contains(&key(name)))
+            .await
+    }
+
+    /// Delete every credential on the identity that `owns` recognises as this tenant's.
+    pub async fn delete_owned(
+        &self,
+        identity: &ManagedIdentity,
+        owns: &(dyn Fn(&str) -> bool + Send + Sync),
+    ) -> Result<(), ArmError> {
         self.check_hold_off(identity)?;
-        let result = self.delete_locked(identity, names).await;
+        let result = self.delete_locked(identity, owns).await;
         self.note_hold_off(identity, &result);
         result
     }
@@ -361,7 +383,7 @@ impl ArmBackend {
     async fn delete_locked(
         &self,
         identity: &ManagedIdentity,
-        names: &[String],
+        owns: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<(), ArmError> {
         let lock = self.lock_for(identity);
         let _guard = lock.lock().await;
@@ -371,11 +393,7 @@ impl ArmBackend {
             Err(ArmError::IdentityNotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let wanted: HashSet<String> = names.iter().map(|n| key(n)).collect();
-        for c in existing
-            .iter()
-            .filter(|c| wanted.contains(&key(name_of(c))))
-        {
+        for c in existing.iter().filter(|c| owns(name_of(c))) {
             let name = name_of(c);
             tracing::info!(identity = %identity.arm_id(), credential = name, "deleting federated identity credential");
             match self.client.delete(identity, name).await {
@@ -384,6 +402,52 @@ impl ArmBackend {
             }
         }
         Ok(())
+    }
+
+    /// The identity's client id, as ARM reports it (`properties.clientId`), cached for
+    /// [`CLIENT_ID_TTL`]: a client id never changes while the identity exists, but an identity
+    /// deleted and created again under the same name gets a new one, so the cache expires.
+    pub async fn client_id(&self, identity: &ManagedIdentity) -> Result<String, ArmError> {
+        let key = lock_key(identity);
+        let now = Instant::now();
+        {
+            let mut cache = self
+                .client_ids
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.retain(|_, (at, _)| now.duration_since(*at) < CLIENT_ID_TTL);
+            if let Some((_, id)) = cache.get(&key) {
+                return Ok(id.clone());
+            }
+        }
+        self.check_hold_off(identity)?;
+        let result = self.client.get_identity(identity).await;
+        self.note_hold_off(identity, &result);
+        let id = result?
+            .properties
+            .client_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| ArmError::ArmUnavailable {
+                status: None,
+                message: format!(
+                    "ARM answered {} without properties.clientId",
+                    identity.arm_id()
+                ),
+                retry_after: None,
+            })?;
+        self.client_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, (now, id.clone()));
+        Ok(id)
+    }
+
+    /// Forget a cached client id (the identity was not found, say).
+    pub fn forget_client_id(&self, identity: &ManagedIdentity) {
+        self.client_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&lock_key(identity));
     }
 }
 

@@ -19,7 +19,7 @@ use super::metrics::{AzureOperation, AzureRequestMetrics};
 use super::token::WorkloadIdentityCredential;
 use super::types::{
     ErrorResponse, FederatedIdentityCredential, FederatedIdentityCredentialProperties,
-    FederatedIdentityCredentialsListResult,
+    FederatedIdentityCredentialsListResult, UserAssignedIdentity,
 };
 use crate::plan::ManagedIdentity;
 
@@ -226,6 +226,22 @@ impl ArmClient {
         identity: &ManagedIdentity,
         name: Option<&str>,
     ) -> Result<Url, ArmError> {
+        self.resource_url(identity, Some(name))
+    }
+
+    /// `.../userAssignedIdentities/{identity}?api-version=`, built by the same rules.
+    pub fn identity_url(&self, identity: &ManagedIdentity) -> Result<Url, ArmError> {
+        self.resource_url(identity, None)
+    }
+
+    /// The identity (`credentials: None`), its credential collection (`Some(None)`) or one
+    /// credential (`Some(Some(name))`).
+    fn resource_url(
+        &self,
+        identity: &ManagedIdentity,
+        credentials: Option<Option<&str>>,
+    ) -> Result<Url, ArmError> {
+        let name = credentials.flatten();
         let values = [
             ("subscriptionId", identity.subscription_id.as_str()),
             ("resourceGroup", identity.resource_group.as_str()),
@@ -253,9 +269,12 @@ impl ArmClient {
             "Microsoft.ManagedIdentity",
             "userAssignedIdentities",
             &identity.name,
-            "federatedIdentityCredentials",
         ];
-        for segment in segments.into_iter().chain(name) {
+        let tail = credentials
+            .map(|name| std::iter::once("federatedIdentityCredentials").chain(name))
+            .into_iter()
+            .flatten();
+        for segment in segments.into_iter().chain(tail) {
             path.push('/');
             push_path_segment(&mut path, segment);
         }
@@ -274,6 +293,23 @@ impl ArmClient {
         url.query_pairs_mut()
             .append_pair("api-version", &self.inner.api_version);
         Ok(url)
+    }
+
+    /// GET the user-assigned identity itself (its `properties.clientId` binds credentials to
+    /// the tenant's client id). A missing identity is [`ArmError::IdentityNotFound`].
+    pub async fn get_identity(
+        &self,
+        identity: &ManagedIdentity,
+    ) -> Result<UserAssignedIdentity, ArmError> {
+        let url = self.identity_url(identity)?;
+        let answer = self
+            .send(AzureOperation::Get, Method::GET, url, None)
+            .await?;
+        if answer.status.is_success() {
+            parse_json(&answer.body)
+        } else {
+            Err(classify(identity, &answer))
+        }
     }
 
     /// GET one credential; `Ok(None)` when it does not exist.

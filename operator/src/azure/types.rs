@@ -49,6 +49,31 @@ pub struct FederatedIdentityCredentialsListResult {
     pub next_link: Option<String>,
 }
 
+/// The ARM `Identity` resource (a user-assigned identity): only what binding needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserAssignedIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub properties: UserAssignedIdentityProperties,
+}
+
+/// `UserAssignedIdentityProperties`: read-only ids Azure assigns.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserAssignedIdentityProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_id: Option<String>,
+    /// The id the identity's tokens carry as `appid`/`azp`, and what `spec.azure.clientId` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
 /// ARM `SystemData` (all optional).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

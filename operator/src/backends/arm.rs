@@ -1,15 +1,18 @@
 //! Azure Resource Manager: the operator writes the credentials itself (`crate::azure`), so
-//! removal needs its finalizer.
+//! removal needs its finalizer. What is ours on an identity is proven by each credential's name
+//! (`names::is_own_credential`), never by status; status only records which identities to look
+//! at (`status.writtenIdentities`).
 
 use futures::{FutureExt, future::BoxFuture};
 use tenant_identity_crd::{MAX_SUBJECTS, reasons};
 use tracing::info;
 
-use super::seam::{CredentialBackend, SyncInput};
+use super::seam::{Binding, CredentialBackend, SyncInput};
 use crate::{
     azure::{ArmBackend, ArmError, DesiredCredential, client::INVALID_PATH_SEGMENT},
     error::{BackendError, Result},
-    plan::{Backend, ManagedIdentity, Teardown},
+    names,
+    plan::{Backend, ManagedIdentity, Plan, SpecError, Teardown},
     status::{CredentialState, CredentialsObserved, PartState},
 };
 
@@ -48,6 +51,25 @@ pub fn unavailable() -> BackendError {
     }
 }
 
+/// The refusal when an identity's client id is not the tenant's.
+pub fn mismatch(field: &str, identity: &str, actual: &str, wanted: &str) -> SpecError {
+    SpecError {
+        reason: reasons::IDENTITY_MISMATCH,
+        message: format!(
+            "{field} names identity {identity}, whose client id is {actual}, not spec.azure.clientId {wanted}: credentials are only ever written to the identity whose client id is spec.azure.clientId; name that identity, or set clientId to its client id (and have the namespace granted it)"
+        ),
+    }
+}
+
+/// Compare an identity's client id with the tenant's (GUIDs: case-insensitive).
+pub fn bind_client_id(field: &str, identity: &str, actual: &str, wanted: &str) -> Binding {
+    if actual.eq_ignore_ascii_case(wanted) {
+        Binding::Bound
+    } else {
+        Binding::Refused(mismatch(field, identity, actual, wanted))
+    }
+}
+
 pub struct AzureResourceManager {
     /// None when the operator runs without an Azure identity.
     client: Option<ArmBackend>,
@@ -58,8 +80,27 @@ impl AzureResourceManager {
         Self { client }
     }
 
-    fn client(&self) -> Result<&ArmBackend> {
+    /// The operator's ARM client, if it has an Azure identity.
+    pub fn client(&self) -> Option<&ArmBackend> {
+        self.client.as_ref()
+    }
+
+    fn required(&self) -> Result<&ArmBackend> {
         Ok(self.client.as_ref().ok_or_else(unavailable)?)
+    }
+
+    async fn bind_identity(&self, plan: &Plan, identity: &ManagedIdentity) -> Result<Binding> {
+        let client = self.required()?;
+        let actual = client
+            .client_id(identity)
+            .await
+            .map_err(BackendError::from)?;
+        Ok(bind_client_id(
+            "spec.azure.identity.managedIdentity",
+            &identity.arm_id(),
+            &actual,
+            &plan.client_id,
+        ))
     }
 
     async fn sync_identity(
@@ -67,8 +108,17 @@ impl AzureResourceManager {
         input: SyncInput<'_>,
         identity: &ManagedIdentity,
     ) -> Result<CredentialsObserved> {
-        let client = self.client()?;
+        let client = self.required()?;
         let plan = input.plan;
+        let owns = |name: &str| names::is_own_credential(&plan.namespace, &plan.name, name);
+        // Identities written to before and no longer named: take our credentials off them.
+        for old in recorded_identities(input)
+            .into_iter()
+            .filter(|old| !old.same_as(identity))
+        {
+            info!(tenant = %plan.name, identity = %old.arm_id(), "removing credentials from an identity the tenant no longer names");
+            delete_ignoring_unbuildable(client, &old, &owns).await?;
+        }
         let desired: Vec<DesiredCredential> = plan
             .subjects
             .iter()
@@ -79,12 +129,8 @@ impl AzureResourceManager {
                 audience: s.audience.clone(),
             })
             .collect();
-        let stale: Vec<String> = reported_credentials(input.previous)
-            .into_iter()
-            .filter(|n| !desired.iter().any(|d| &d.name == n))
-            .collect();
         let report = client
-            .sync(identity, &desired, &stale)
+            .sync_owned(identity, &desired, &owns)
             .await
             .map_err(BackendError::from)?;
         if report.writes > 0 {
@@ -105,50 +151,59 @@ impl AzureResourceManager {
                 ),
             ),
             states,
+            written_identities: vec![identity.arm_id()],
         })
-    }
-
-    async fn delete_identity(&self, teardown: &Teardown, identity: &ManagedIdentity) -> Result<()> {
-        if teardown.credential_names.is_empty() {
-            return Ok(());
-        }
-        let Some(client) = &self.client else {
-            // Without an Azure identity this operator never wrote a credential for a tenant
-            // that reported none, so there is nothing to delete and deletion must not hang.
-            return if teardown.reported_credentials.is_empty() {
-                Ok(())
-            } else {
-                Err(unavailable().into())
-            };
-        };
-        info!(tenant = %teardown.name, identity = %identity.arm_id(), count = teardown.credential_names.len(), "deleting federated credentials");
-        match client.delete(identity, &teardown.credential_names).await {
-            // An identity path the client refuses to build (stored under an older, laxer CRD)
-            // was never written to by this client either: nothing to delete, and the finalizer
-            // must not hang on it.
-            Err(ArmError::InvalidRequest { code, .. }) if code == INVALID_PATH_SEGMENT => Ok(()),
-            other => other.map_err(|e| BackendError::from(e).into()),
-        }
     }
 }
 
-/// Credential names this TenantIdentity reported as its own.
-fn reported_credentials(
-    previous: Option<&tenant_identity_crd::TenantIdentityStatus>,
-) -> Vec<String> {
-    previous
+/// The identities the status records, as ARM coordinates.
+fn recorded_identities(input: SyncInput<'_>) -> Vec<ManagedIdentity> {
+    input
+        .previous
         .map(|s| {
-            s.subjects
+            s.written_identities
                 .iter()
-                .map(|x| x.credential_name.clone())
+                .filter_map(|id| ManagedIdentity::from_arm_id(id))
                 .collect()
         })
         .unwrap_or_default()
 }
 
+/// Delete our credentials on `identity`. An identity path the client refuses to build (stored
+/// under an older, laxer CRD) was never written to by this client either: nothing to delete,
+/// and a finalizer must not hang on it.
+async fn delete_ignoring_unbuildable(
+    client: &ArmBackend,
+    identity: &ManagedIdentity,
+    owns: &(dyn Fn(&str) -> bool + Send + Sync),
+) -> Result<()> {
+    match client.delete_owned(identity, owns).await {
+        Err(ArmError::InvalidRequest { code, .. }) if code == INVALID_PATH_SEGMENT => Ok(()),
+        other => other.map_err(|e| BackendError::from(e).into()),
+    }
+}
+
 impl CredentialBackend for AzureResourceManager {
     fn needs_finalizer(&self) -> bool {
         true
+    }
+
+    fn bind<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Binding>> {
+        async move {
+            match &plan.backend {
+                Backend::AzureResourceManager(identity) => self.bind_identity(plan, identity).await,
+                // `Backends::get` only hands this backend ARM plans.
+                Backend::AzureServiceOperator(_) => Ok(Binding::Bound),
+            }
+        }
+        .boxed()
+    }
+
+    fn write_target(&self, plan: &Plan) -> Option<String> {
+        match &plan.backend {
+            Backend::AzureResourceManager(identity) => Some(identity.arm_id()),
+            Backend::AzureServiceOperator(_) => None,
+        }
     }
 
     fn sync<'a>(&'a self, input: SyncInput<'a>) -> BoxFuture<'a, Result<CredentialsObserved>> {
@@ -157,10 +212,10 @@ impl CredentialBackend for AzureResourceManager {
                 Backend::AzureResourceManager(identity) => {
                     self.sync_identity(input, identity).await
                 }
-                // `Backends::get` only hands this backend ARM plans.
                 Backend::AzureServiceOperator(_) => Ok(CredentialsObserved {
                     part: PartState::waiting(reasons::CREDENTIALS_PENDING, "not an ARM tenant"),
                     states: Vec::new(),
+                    written_identities: Vec::new(),
                 }),
             }
         }
@@ -169,12 +224,28 @@ impl CredentialBackend for AzureResourceManager {
 
     fn delete<'a>(&'a self, teardown: &'a Teardown) -> BoxFuture<'a, Result<()>> {
         async move {
-            match &teardown.backend {
-                Some(Backend::AzureResourceManager(identity)) => {
-                    self.delete_identity(teardown, identity).await
-                }
-                _ => Ok(()),
+            let mut identities = teardown.written_identities.clone();
+            if let Some(Backend::AzureResourceManager(current)) = &teardown.backend
+                && !identities.iter().any(|i| i.same_as(current))
+            {
+                identities.push(current.clone());
             }
+            let Some(client) = &self.client else {
+                // Without an Azure identity this operator never wrote a credential for a
+                // tenant that reports none, so there is nothing to delete and deletion must
+                // not hang.
+                return if teardown.ever_written {
+                    Err(unavailable().into())
+                } else {
+                    Ok(())
+                };
+            };
+            let owns = |name: &str| teardown.owns(name);
+            for identity in &identities {
+                info!(tenant = %teardown.name, identity = %identity.arm_id(), "deleting the tenant's federated credentials");
+                delete_ignoring_unbuildable(client, identity, &owns).await?;
+            }
+            Ok(())
         }
         .boxed()
     }
@@ -189,5 +260,28 @@ mod tests {
         assert_eq!(REASONS.len(), ArmError::REASONS.len() + 1);
         assert!(REASONS.contains(&UNAVAILABLE));
         assert!(REASONS.contains(&"Throttled"));
+    }
+
+    #[test]
+    fn binding_compares_client_ids_ignoring_case() {
+        let id = "6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f";
+        assert_eq!(
+            bind_client_id("f", "/x", id, &id.to_uppercase()),
+            Binding::Bound
+        );
+        let Binding::Refused(e) = bind_client_id(
+            "spec.azure.identity.managedIdentity",
+            "/x",
+            id,
+            "00000000-0000-0000-0000-000000000000",
+        ) else {
+            panic!("a different client id is refused");
+        };
+        assert_eq!(e.reason, "IdentityMismatch");
+        assert!(
+            e.message.contains(id) && e.message.contains("spec.azure.clientId"),
+            "{}",
+            e.message
+        );
     }
 }

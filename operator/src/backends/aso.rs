@@ -1,26 +1,142 @@
 //! Azure Service Operator: the credentials are `FederatedIdentityCredential` children (built and
 //! observed by `crate::children::federated_credential`); ASO writes them to Entra, and garbage
-//! collection of the children makes ASO delete them. Nothing to call, nothing to finalize.
+//! collection of the children makes ASO delete them. Nothing to call, nothing to finalize; but
+//! the identity the children name must be the tenant's: `owner.name` is checked against the
+//! UserAssignedIdentity object's `status.clientId` (what ASO read from Azure), `owner.armId`
+//! against ARM itself when the operator has an Azure identity.
 
 use futures::{FutureExt, future::BoxFuture};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject},
+};
 use tenant_identity_crd::{kinds::ChildKind, reasons};
 
-use super::seam::{CredentialBackend, SyncInput};
+use super::{
+    arm::bind_client_id,
+    seam::{Binding, CredentialBackend, SyncInput},
+};
 use crate::{
+    azure::ArmBackend,
     children::{self, Observation},
-    error::Result,
-    plan::Teardown,
+    error::{BackendError, Error, Result},
+    plan::{AsoOwner, Backend, ManagedIdentity, Plan, SpecError, Teardown},
     status::{CredentialsObserved, PartState},
 };
 
-/// ASO's failures reach status through the mirrored children, never as errors.
-pub const REASONS: &[&str] = &[];
+/// The reasons this backend's errors carry (its other failures reach status through the
+/// mirrored children).
+pub const REASONS: &[&str] = &[reasons::IDENTITY_NOT_READY];
 
-pub struct AzureServiceOperator;
+/// ASO's UserAssignedIdentity, read (never written) for its `status.clientId`.
+pub fn user_assigned_identity() -> ApiResource {
+    ApiResource {
+        group: "managedidentity.azure.com".into(),
+        version: "v1api20230131".into(),
+        api_version: "managedidentity.azure.com/v1api20230131".into(),
+        kind: "UserAssignedIdentity".into(),
+        plural: "userassignedidentities".into(),
+    }
+}
+
+pub struct AzureServiceOperator {
+    client: Client,
+    /// For `owner.armId`: None when the operator has no Azure identity.
+    arm: Option<ArmBackend>,
+}
+
+impl AzureServiceOperator {
+    pub fn new(client: Client, arm: Option<ArmBackend>) -> Self {
+        Self { client, arm }
+    }
+
+    async fn bind_named(&self, plan: &Plan, name: &str) -> Result<Binding> {
+        let what = format!("UserAssignedIdentity {}/{name}", plan.namespace);
+        let not_ready = |message: String| -> Error {
+            BackendError {
+                reason: reasons::IDENTITY_NOT_READY,
+                message,
+                terminal: false,
+                retry_after: None,
+            }
+            .into()
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &plan.namespace,
+            &user_assigned_identity(),
+        );
+        let Some(uai) = api.get_opt(name).await.map_err(Error::KubernetesApiError)? else {
+            return Err(not_ready(format!(
+                "{what} (spec.azure.identity.azureServiceOperator.name) does not exist: create it with Azure Service Operator; credentials are written only once its status.clientId is spec.azure.clientId"
+            )));
+        };
+        let Some(actual) = uai
+            .data
+            .pointer("/status/clientId")
+            .and_then(|c| c.as_str())
+            .filter(|c| !c.is_empty())
+        else {
+            return Err(not_ready(format!(
+                "{what} does not report status.clientId yet: Azure Service Operator has not created it in Azure"
+            )));
+        };
+        Ok(bind_client_id(
+            "spec.azure.identity.azureServiceOperator.name",
+            &what,
+            actual,
+            &plan.client_id,
+        ))
+    }
+
+    async fn bind_arm_id(&self, plan: &Plan, arm_id: &str) -> Result<Binding> {
+        let Some(arm) = &self.arm else {
+            return Ok(Binding::Refused(SpecError {
+                reason: reasons::IDENTITY_UNVERIFIABLE,
+                message: format!(
+                    "spec.azure.identity.azureServiceOperator.armId {arm_id}: the operator has no Azure identity to read that identity's client id with, so it cannot check that it is spec.azure.clientId's; use owner name (an ASO UserAssignedIdentity in this namespace), or give the operator an Azure identity (azure.workloadIdentity.clientId)"
+                ),
+            }));
+        };
+        let Some(identity) = ManagedIdentity::from_arm_id(arm_id) else {
+            return Ok(Binding::Refused(SpecError::invalid(format!(
+                "spec.azure.identity.azureServiceOperator.armId {arm_id:?} is not a user-assigned identity id"
+            ))));
+        };
+        let actual = arm.client_id(&identity).await.map_err(BackendError::from)?;
+        Ok(bind_client_id(
+            "spec.azure.identity.azureServiceOperator.armId",
+            arm_id,
+            &actual,
+            &plan.client_id,
+        ))
+    }
+}
 
 impl CredentialBackend for AzureServiceOperator {
     fn needs_finalizer(&self) -> bool {
         false
+    }
+
+    fn bind<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Binding>> {
+        async move {
+            match &plan.backend {
+                Backend::AzureServiceOperator(AsoOwner::Name(name)) => {
+                    self.bind_named(plan, name).await
+                }
+                Backend::AzureServiceOperator(AsoOwner::ArmId(id)) => {
+                    self.bind_arm_id(plan, id).await
+                }
+                // `Backends::get` only hands this backend ASO plans.
+                Backend::AzureResourceManager(_) => Ok(Binding::Bound),
+            }
+        }
+        .boxed()
+    }
+
+    fn write_target(&self, _plan: &Plan) -> Option<String> {
+        // The children are the record: garbage collection finds them.
+        None
     }
 
     fn sync<'a>(&'a self, input: SyncInput<'a>) -> BoxFuture<'a, Result<CredentialsObserved>> {
@@ -35,6 +151,7 @@ impl CredentialBackend for AzureServiceOperator {
                         "waiting for Azure Service Operator FederatedIdentityCredential objects",
                     ),
                     states: Vec::new(),
+                    written_identities: Vec::new(),
                 },
             };
         async move { Ok(observed) }.boxed()

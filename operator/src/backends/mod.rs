@@ -13,7 +13,9 @@ pub mod arm;
 pub mod aso;
 mod seam;
 
-pub use seam::{CredentialBackend, SyncInput};
+pub use seam::{Binding, CredentialBackend, SyncInput};
+
+use kube::Client;
 
 use crate::{azure::ArmBackend, plan::Backend};
 
@@ -25,9 +27,9 @@ pub struct Backends {
 
 impl Backends {
     /// `arm` is None when the operator runs without an Azure identity of its own.
-    pub fn new(arm: Option<ArmBackend>) -> Self {
+    pub fn new(client: Client, arm: Option<ArmBackend>) -> Self {
         Self {
-            aso: aso::AzureServiceOperator,
+            aso: aso::AzureServiceOperator::new(client, arm.clone()),
             arm: arm::AzureResourceManager::new(arm),
         }
     }

@@ -1,4 +1,4 @@
-//! The trait every credential backend implements, and what its sync is given.
+//! The trait every credential backend implements, and what its steps are given.
 
 use futures::future::BoxFuture;
 use kube::api::DynamicObject;
@@ -6,7 +6,7 @@ use tenant_identity_crd::TenantIdentityStatus;
 
 use crate::{
     error::Result,
-    plan::{Plan, Teardown},
+    plan::{Plan, SpecError, Teardown},
     status::CredentialsObserved,
 };
 
@@ -20,10 +20,28 @@ pub struct SyncInput<'a> {
     pub previous: Option<&'a TenantIdentityStatus>,
 }
 
+/// Whether the identity the plan names is the one its client id says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// The identity's client id is `spec.azure.clientId`: credentials may be written to it.
+    Bound,
+    /// It is not, or it cannot be checked: nothing is written and what exists is revoked.
+    Refused(SpecError),
+}
+
 pub trait CredentialBackend: Send + Sync {
     /// Whether removing a TenantIdentity needs the operator (a finalizer) to remove its
     /// credentials, because garbage collection cannot.
     fn needs_finalizer(&self) -> bool;
+
+    /// Identity binding, before anything is written: a credential is only ever written to the
+    /// identity whose client id is `spec.azure.clientId`. An identity that is not ready to say
+    /// is an error (retried), not a refusal.
+    fn bind<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Binding>>;
+
+    /// Where this plan's credentials will be written (an ARM id), when the status must record
+    /// it before the first write so a crash can never leave a credential nobody looks for.
+    fn write_target(&self, plan: &Plan) -> Option<String>;
 
     /// Make the identity carry exactly the plan's credentials and report their state.
     fn sync<'a>(&'a self, input: SyncInput<'a>) -> BoxFuture<'a, Result<CredentialsObserved>>;

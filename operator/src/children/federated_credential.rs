@@ -101,7 +101,11 @@ pub fn observe(plan: &Plan, applied: &[&DynamicObject]) -> Option<CredentialsObs
             ),
         )
     };
-    Some(CredentialsObserved { part, states })
+    Some(CredentialsObserved {
+        part,
+        states,
+        written_identities: Vec::new(),
+    })
 }
 
 fn state(obj: &DynamicObject) -> CredentialState {

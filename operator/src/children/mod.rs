@@ -12,6 +12,7 @@ pub mod git_service_account;
 pub mod host_service_account;
 pub mod kustomization;
 pub mod sync_rules;
+pub mod vcluster_release;
 
 use std::collections::BTreeMap;
 

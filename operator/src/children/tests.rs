@@ -104,7 +104,9 @@ fn shared_aso_children() {
         "only with git.deploy"
     );
 
-    let sa = host_service_account::annotations(&plan).unwrap();
+    let sas = host_service_account::annotations(&plan);
+    assert_eq!(sas.len(), 1, "Shared mode: the one workload ServiceAccount");
+    let sa = &sas[0];
     assert_eq!(sa.metadata.name.as_deref(), Some("vc-workload-team-a"));
     assert!(
         sa.metadata.owner_references.is_none(),
@@ -124,7 +126,19 @@ fn per_service_account_with_arm_has_no_credential_objects() {
         kinds(&children),
         vec![("ConfigMap".into(), "team-a-vcluster-identity".into())]
     );
-    assert!(host_service_account::annotations(&plan).is_none());
+    // The synced host ServiceAccount gets the two annotations (never an owner reference).
+    let sas = host_service_account::annotations(&plan);
+    assert_eq!(sas.len(), 1);
+    assert_eq!(
+        sas[0].metadata.name.as_deref(),
+        Some("app-x-default-x-team-a")
+    );
+    assert!(sas[0].metadata.owner_references.is_none());
+    assert_eq!(
+        sas[0].metadata.annotations.as_ref().unwrap()[names::CLIENT_ID_ANNOTATION],
+        CLIENT
+    );
+    assert_eq!(sas[0].metadata.annotations.as_ref().unwrap().len(), 2);
     let values: serde_json::Value = serde_yaml::from_str(
         children[0].object.data["data"]["values.yaml"]
             .as_str()

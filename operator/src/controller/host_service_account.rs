@@ -1,5 +1,8 @@
-//! The vcluster's host workload ServiceAccount: Helm's object, on which the operator owns exactly
-//! two annotations (Shared mode) and releases them when no longer wanted.
+//! The host ServiceAccounts the tenant's pods run as (the vcluster Helm release's workload
+//! ServiceAccount in Shared mode, the ServiceAccounts vcluster syncs from the listed virtual ones
+//! in PerServiceAccount mode): on each that exists the operator owns exactly two annotations, and
+//! releases them when no longer wanted. Then `HostSyncReady`: the host ServiceAccounts and whether
+//! the vcluster's Flux HelmRelease really carries the sync rules (`children::vcluster_release`).
 
 use std::collections::BTreeSet;
 
@@ -8,85 +11,109 @@ use kube::{
     Api, Resource, ResourceExt,
     api::{DynamicObject, ListParams, Patch, PatchParams},
 };
-use tenant_identity_crd::{TenantIdentity, reasons};
+use tenant_identity_crd::{TenantIdentity, kinds::ObservedKind};
 use tracing::info;
 
 use super::{Context, valid};
 use crate::{
-    children::host_service_account,
+    children::{
+        host_service_account,
+        vcluster_release::{self, HostServiceAccounts, Release},
+    },
     error::{Error, Result},
-    names::{self, FIELD_MANAGER},
-    plan::{self, Plan},
+    names::FIELD_MANAGER,
+    plan::Plan,
     status::PartState,
 };
 
-/// Shared mode: put our two annotations on the host workload SA if it exists; in any mode,
-/// release them from SAs we annotated before and no longer want.
+/// Put our two annotations on every host ServiceAccount of the plan that exists, release them
+/// from ServiceAccounts we annotated before and no longer want, and say whether the vcluster
+/// carries the sync rules.
 pub(super) async fn sync_host_service_account(
     ti: &TenantIdentity,
     plan: &Plan,
     ctx: &Context,
 ) -> Result<PartState> {
-    let existing =
-        release_host_annotations(ti, plan.workload_service_account.as_deref(), ctx).await?;
-    let config_map = names::sync_rules_config_map(&plan.name);
-    let Some(sa_name) = plan.workload_service_account.as_deref() else {
-        return Ok(PartState::ready(
-            reasons::HOST_SYNC_APPLIED,
-            format!(
-                "sync rules published in ConfigMap {config_map}; vcluster {} must carry them (HelmRelease valuesFrom) to sync ServiceAccounts to the host",
-                plan.vcluster
-            ),
-        ));
-    };
-    if !existing.contains(sa_name) {
-        return Ok(PartState::waiting(
-            reasons::VIRTUAL_CLUSTER_NOT_FOUND,
-            format!(
-                "host ServiceAccount {}/{sa_name} does not exist: install vcluster {:?} in namespace {} (with the values in ConfigMap {config_map}), or set spec.virtualCluster.workloadServiceAccount",
-                plan.namespace, plan.vcluster, plan.namespace
-            ),
-        ));
-    }
-    if let Some(patch) = host_service_account::annotations(plan) {
-        let dynamic: Api<DynamicObject> = Api::namespaced_with(
-            ctx.client(),
-            &plan.namespace,
-            &host_service_account::resource(),
-        );
-        dynamic
+    let existing = release_host_annotations(ti, Some(plan), ctx).await?;
+    let dynamic: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client(),
+        &plan.namespace,
+        &host_service_account::resource(),
+    );
+    let mut accounts = HostServiceAccounts::default();
+    for name in host_service_account::names(plan) {
+        if !existing.contains(&name) {
+            accounts.missing.push(name);
+            continue;
+        }
+        match dynamic
             .patch(
-                sa_name,
+                &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
+                &Patch::Apply(&host_service_account::annotation(plan, &name)),
             )
             .await
-            .map_err(Error::KubernetesApiError)?;
+        {
+            Ok(_) => accounts.annotated.push(name),
+            // Deleted since the list (the vcluster went away): nothing to annotate.
+            Err(kube::Error::Api(ae)) if ae.code == 404 => accounts.missing.push(name),
+            Err(e) => return Err(Error::KubernetesApiError(e)),
+        }
     }
-    Ok(PartState::ready(
-        reasons::HOST_SYNC_APPLIED,
-        format!(
-            "workload identity annotations applied to host ServiceAccount {sa_name}; sync rules in ConfigMap {config_map}"
-        ),
-    ))
+    let release = read_release(plan, ctx).await?;
+    let release = match &release {
+        ReleaseRead::Absent => Release::Absent,
+        ReleaseRead::Forbidden(message) => Release::Unreadable(message),
+        ReleaseRead::Found(hr) => Release::Found(hr),
+    };
+    Ok(vcluster_release::host_sync(plan, release, &accounts))
+}
+
+enum ReleaseRead {
+    Absent,
+    Forbidden(String),
+    Found(Box<DynamicObject>),
+}
+
+/// The vcluster's HelmRelease, if there is one. A cluster without Flux's HelmRelease kind answers
+/// 404 like a missing object; without read access (chart value `rbac.flux=false`) the operator
+/// cannot check, which status says, instead of failing the reconcile.
+async fn read_release(plan: &Plan, ctx: &Context) -> Result<ReleaseRead> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client(),
+        &plan.namespace,
+        &ObservedKind::VirtualClusterRelease.api_resource(),
+    );
+    match api.get_opt(&plan.vcluster).await {
+        Ok(Some(hr)) => Ok(ReleaseRead::Found(Box::new(hr))),
+        Ok(None) => Ok(ReleaseRead::Absent),
+        Err(kube::Error::Api(ae)) if ae.code == 403 => Ok(ReleaseRead::Forbidden(ae.message)),
+        Err(e) => Err(Error::KubernetesApiError(e)),
+    }
 }
 
 /// Release our annotations from host ServiceAccounts (those we applied to and do not own as a
-/// child) except `keep` and those another TenantIdentity of the namespace still wants. Returns
-/// the names of the namespace's ServiceAccounts, so the caller needs no second read.
+/// child) except those `keep` wants and those another TenantIdentity of the namespace still
+/// wants. Returns the names of the namespace's ServiceAccounts, so the caller needs no second
+/// read.
 pub(super) async fn release_host_annotations(
     ti: &TenantIdentity,
-    keep: Option<&str>,
+    keep: Option<&Plan>,
     ctx: &Context,
 ) -> Result<BTreeSet<String>> {
     let ns = ti.namespace().unwrap_or_default();
+    let keep: BTreeSet<String> = keep
+        .map(host_service_account::names)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let wanted_by_others: BTreeSet<String> = ctx
         .tenants()
         .iter()
         .filter_map(|g| valid(g))
         .filter(|t| t.namespace().as_deref() == Some(ns.as_str()) && t.uid() != ti.uid())
         .filter(|t| t.meta().deletion_timestamp.is_none())
-        .filter_map(plan::workload_service_account)
+        .flat_map(host_service_account::wanted)
         .collect();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client(), &ns);
     let list = api
@@ -104,11 +131,7 @@ pub(super) async fn release_host_annotations(
             .owner_references()
             .iter()
             .any(|o| o.kind == "TenantIdentity");
-        if !applied_by_us
-            || is_child
-            || keep == Some(name.as_str())
-            || wanted_by_others.contains(&name)
-        {
+        if !applied_by_us || is_child || keep.contains(&name) || wanted_by_others.contains(&name) {
             continue;
         }
         info!(tenant = %ti.name_any(), service_account = %name, "releasing workload identity annotations");

@@ -16,7 +16,7 @@ pub use run::run;
 
 use host_service_account::{release_host_annotations, sync_host_service_account};
 use owned::{apply_child, prune};
-use status_writer::{report_unreadable, write_status};
+use status_writer::{record_write_target, report_unreadable, write_status};
 
 use std::{
     collections::HashMap,
@@ -37,11 +37,11 @@ use kube::{
         reflector::{ObjectRef, Store},
     },
 };
-use tenant_identity_crd::{DeletionPolicy, Mode, TenantIdentity, kinds::ChildKind};
+use tenant_identity_crd::{DeletionPolicy, TenantIdentity, kinds::ChildKind};
 use tracing::{info, warn};
 
 use crate::{
-    backends::{Backends, SyncInput},
+    backends::{Backends, Binding, SyncInput},
     children::{self, Observation},
     error::{Error, Result},
     isolation,
@@ -115,10 +115,11 @@ impl Context {
 }
 
 /// Cleanup that garbage collection cannot do needs a finalizer: releasing the annotations on the
-/// vcluster's host ServiceAccount (Shared mode; it is not ours to own) and whatever the
-/// credential backend says it must remove itself.
+/// vcluster's host ServiceAccounts (the workload one in Shared mode, the synced ones in
+/// PerServiceAccount mode; none is ours to own) and whatever the credential backend says it must
+/// remove itself.
 fn needs_finalizer(ti: &TenantIdentity, backends: &Backends) -> bool {
-    ti.spec.virtual_cluster.mode == Mode::Shared
+    !children::host_service_account::wanted(ti).is_empty()
         || plan::declared_backend(ti).is_some_and(|b| backends.get(&b).needs_finalizer())
 }
 
@@ -237,7 +238,8 @@ async fn apply(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
     let ended = pipeline(&ti, &ctx).await;
     let failure;
     let outcome = match &ended {
-        Ok(Ended::Invalid(e) | Ended::Revoked(e)) => Outcome::Refused(e),
+        Ok(Ended::Invalid(e)) => Outcome::Refused(e),
+        Ok(Ended::Revoked(e)) => Outcome::Revoked(e),
         Ok(Ended::Converged(o)) => Outcome::Converged(o),
         Err(e) => {
             failure = Failure {
@@ -281,6 +283,11 @@ async fn pipeline(ti: &TenantIdentity, ctx: &Context) -> Result<Ended> {
         .resolve(validated.spec_issuer(), &ctx.services.client)
         .await?;
     let plan = validated.with_issuer(issuer);
+    let backend = ctx.services.backends.get(&plan.backend);
+    if let Binding::Refused(refusal) = backend.bind(&plan).await? {
+        revoke(ti, ctx).await?;
+        return Ok(Ended::Revoked(refusal));
+    }
     let Some(owner) = ti.controller_owner_ref(&()) else {
         return Ok(Ended::Invalid(SpecError::invalid(
             "metadata.uid: only objects read from the API server can own children",
@@ -326,7 +333,7 @@ async fn isolate(
 /// Take away everything a refused tenant had: children, credentials, host annotations.
 async fn revoke(ti: &TenantIdentity, ctx: &Context) -> Result<()> {
     prune(ti, &[], ctx).await?;
-    let teardown = Teardown::revocation(ti);
+    let teardown = Teardown::of(ti);
     if let Some(backend) = &teardown.backend {
         ctx.services.backends.get(backend).delete(&teardown).await?;
     }
@@ -347,10 +354,11 @@ async fn converge(
     }
     prune(ti, &desired, ctx).await?;
     let host_sync = sync_host_service_account(ti, &plan, ctx).await?;
-    let credentials = ctx
-        .services
-        .backends
-        .get(&plan.backend)
+    let backend = ctx.services.backends.get(&plan.backend);
+    if let Some(target) = backend.write_target(&plan) {
+        record_write_target(ti, ctx, &target).await?;
+    }
+    let credentials = backend
         .sync(SyncInput {
             plan: &plan,
             applied: &applied,
@@ -374,7 +382,7 @@ async fn converge(
 async fn cleanup(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
     release_host_annotations(&ti, None, &ctx).await?;
     if ti.spec.deletion_policy == DeletionPolicy::Delete {
-        let teardown = Teardown::deletion(&ti, &ctx.services.settings);
+        let teardown = Teardown::of(&ti);
         if let Some(backend) = &teardown.backend {
             ctx.services.backends.get(backend).delete(&teardown).await?;
         }

@@ -1,5 +1,6 @@
 //! Controller wiring: the TenantIdentity watch, one watch per owned child kind from the child
-//! table, the host ServiceAccount watch and (with `--require-namespace-grant`) namespaces.
+//! table, the host ServiceAccount watch, one watch per observed kind (the vcluster's Flux
+//! HelmRelease) and (with `--require-namespace-grant`) namespaces.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,13 +11,16 @@ use kube::{
     api::{ApiResource, DynamicObject, ListParams},
     runtime::{Controller, reflector::ObjectRef, watcher},
 };
-use tenant_identity_crd::kinds::{self, ChildKind};
+use tenant_identity_crd::{
+    TenantIdentity,
+    kinds::{self, ChildKind, ObservedKind},
+};
 use tracing::{debug, warn};
 
 use super::{Context, Guarded, Services, error_policy, reconcile, valid};
 use crate::{
-    children::{self, Watch},
-    names, plan,
+    children::{self, Watch, host_service_account},
+    names,
 };
 
 /// Run the controller until `shutdown` resolves.
@@ -54,7 +58,9 @@ pub async fn run(
         watched.push(resource);
     }
     // Host ServiceAccounts are not ours; map any SA event to the tenants of its namespace that
-    // care: the Shared-mode workload SA, or our own `<name>-git` child (`Watch::ServiceAccounts`).
+    // care: the host SAs their pods run as (Shared: the workload SA; PerServiceAccount: each
+    // synced SA, which appears when the tenant creates the virtual one), or our own `<name>-git`
+    // child (`Watch::ServiceAccounts`).
     let sa_store = store.clone();
     controller = controller.watches(
         Api::<ServiceAccount>::all(client.clone()),
@@ -68,7 +74,7 @@ pub async fn run(
                 .filter(|g| {
                     valid(g).is_some_and(|t| {
                         t.namespace() == ns
-                            && (plan::workload_service_account(t).as_deref() == Some(name.as_str())
+                            && (host_service_account::wanted(t).contains(&name)
                                 || names::git_service_account(&t.name_any()) == name)
                     })
                 })
@@ -76,6 +82,40 @@ pub async fn run(
                 .collect::<Vec<_>>()
         },
     );
+    // Observed kinds (another controller's objects: not ours, so no label selector), mapped to
+    // the tenants of their namespace whose vcluster they are. The vcluster's Flux HelmRelease
+    // decides HostSyncReady: a change of its valuesFrom or of its Ready condition must be seen at
+    // once. Skipped when Flux's helm-controller is not installed (status then says the operator
+    // cannot check).
+    for kind in ObservedKind::all() {
+        let resource = kind.api_resource();
+        if !kind_served(&client, &resource).await {
+            warn!(kind = %resource.kind, api_version = %resource.api_version, "kind not served or not readable; TenantIdentities cannot check their vcluster release (restart the operator after installing it)");
+            continue;
+        }
+        let release_store = store.clone();
+        controller = controller.watches_with(
+            Api::<DynamicObject>::all_with(client.clone(), &resource),
+            resource.clone(),
+            watcher::Config::default().any_semantic(),
+            move |release| {
+                let ns = release.namespace();
+                let name = release.name_any();
+                release_store
+                    .state()
+                    .into_iter()
+                    .filter(|g| {
+                        valid(g).is_some_and(|t| match kind {
+                            ObservedKind::VirtualClusterRelease => {
+                                t.namespace() == ns && vcluster_name(t) == name
+                            }
+                        })
+                    })
+                    .map(|t| ObjectRef::from_obj(&*t))
+                    .collect::<Vec<_>>()
+            },
+        );
+    }
     if services.settings.require_namespace_grant {
         let ns_store = store.clone();
         controller = controller.watches(
@@ -126,6 +166,15 @@ pub async fn run(
         })
         .boxed()
         .await;
+}
+
+/// `virtualCluster.name`, read leniently (no validation): the vcluster's Helm release name.
+fn vcluster_name(ti: &TenantIdentity) -> String {
+    ti.spec
+        .virtual_cluster
+        .name
+        .clone()
+        .unwrap_or_else(|| ti.name_any())
 }
 
 async fn kind_served(client: &Client, resource: &ApiResource) -> bool {

@@ -51,6 +51,7 @@ pub(super) async fn write_status(
         issuer: summary.issuer,
         subjects: summary.subjects,
         host_service_accounts: summary.host_service_accounts,
+        written_identities: summary.written_identities,
         last_handled_reconcile_at: requested_at,
     };
     if status == previous {
@@ -60,20 +61,7 @@ pub(super) async fn write_status(
     let mut ours = status.clone();
     ours.conditions
         .retain(|c| ALL_TYPES.contains(&c.type_.as_str()));
-    let patch = json!({
-        "apiVersion": TenantIdentity::api_version(&()),
-        "kind": TenantIdentity::kind(&()),
-        "status": ours,
-    });
-    let api: Api<TenantIdentity> =
-        Api::namespaced(ctx.client(), &ti.namespace().unwrap_or_default());
-    api.patch_status(
-        &ti.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::KubernetesApiError)?;
+    apply_status(ti, ctx, &ours).await?;
 
     let before = conditions::find(&previous.conditions, conditions::READY);
     let after = conditions::find(&status.conditions, conditions::READY);
@@ -100,6 +88,52 @@ pub(super) async fn write_status(
             warn!(tenant = %ti.name_any(), error = %e, "could not publish event");
         }
     }
+    Ok(())
+}
+
+/// Write-ahead of `status.writtenIdentities`: before the first write to an identity, the status
+/// records it, so a crash between that write and the end of the reconcile can never leave a
+/// credential on an identity the operator does not know to look at. The one status write that
+/// is not the reconcile's final one; it happens once per identity.
+pub(super) async fn record_write_target(
+    ti: &TenantIdentity,
+    ctx: &Context,
+    target: &str,
+) -> Result<()> {
+    let mut status = ti.status.clone().unwrap_or_default();
+    if status
+        .written_identities
+        .iter()
+        .any(|w| w.eq_ignore_ascii_case(target))
+    {
+        return Ok(());
+    }
+    status.written_identities.push(target.to_string());
+    status
+        .conditions
+        .retain(|c| ALL_TYPES.contains(&c.type_.as_str()));
+    apply_status(ti, ctx, &status).await
+}
+
+async fn apply_status(
+    ti: &TenantIdentity,
+    ctx: &Context,
+    status: &TenantIdentityStatus,
+) -> Result<()> {
+    let patch = json!({
+        "apiVersion": TenantIdentity::api_version(&()),
+        "kind": TenantIdentity::kind(&()),
+        "status": status,
+    });
+    let api: Api<TenantIdentity> =
+        Api::namespaced(ctx.client(), &ti.namespace().unwrap_or_default());
+    api.patch_status(
+        &ti.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::KubernetesApiError)?;
     Ok(())
 }
 

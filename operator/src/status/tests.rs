@@ -23,6 +23,7 @@ fn observed(plan: &Plan) -> Observed {
                 plan.subjects[0].credential_name.clone(),
                 CredentialState::Ready,
             )],
+            written_identities: Vec::new(),
         },
         host_sync: PartState::ready("HostSyncApplied", "ok"),
         git: None,
@@ -141,9 +142,44 @@ fn pending_credentials_listed_per_subject() {
     o.credentials = CredentialsObserved {
         part: PartState::waiting("CredentialsPending", "waiting for ASO"),
         states: Vec::new(),
+        written_identities: Vec::new(),
     };
     let s = compute(&o);
     assert_eq!(get(&s, "Ready").unwrap().reason, "CredentialsPending");
     assert_eq!(s.subjects[0].state, "Pending");
     assert_eq!(s.subjects[0].credential_name, p.subjects[0].credential_name);
+}
+
+#[test]
+fn written_identities_stay_recorded_unless_revoked() {
+    let previous = tenant_identity_crd::TenantIdentityStatus {
+        written_identities: vec!["/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i".into()],
+        ..Default::default()
+    };
+    let invalid = crate::plan::SpecError::invalid("spec.x: bad");
+    let refused = summarize(Outcome::Refused(&invalid), Some(&previous));
+    assert_eq!(
+        refused.written_identities, previous.written_identities,
+        "an invalid spec keeps what was written findable"
+    );
+    let mismatch = crate::plan::SpecError {
+        reason: "IdentityMismatch",
+        message: "not yours".into(),
+    };
+    let revoked = summarize(Outcome::Revoked(&mismatch), Some(&previous));
+    assert!(
+        revoked.written_identities.is_empty(),
+        "revocation removed it all"
+    );
+    assert_eq!(get(&revoked, "Stalled").unwrap().reason, "IdentityMismatch");
+    let failure = Failure {
+        reason: "Throttled".into(),
+        message: "429".into(),
+        terminal: false,
+        credentials: true,
+    };
+    assert_eq!(
+        summarize(Outcome::Failed(&failure), Some(&previous)).written_identities,
+        previous.written_identities
+    );
 }

@@ -80,6 +80,54 @@ pub fn tenant_identity(ns: &str, name: &str, spec: Value) -> Result<TenantIdenti
     .with_context(|| format!("invalid TenantIdentity {ns}/{name}"))
 }
 
+/// ASO's UserAssignedIdentity (`managedidentity.azure.com/v1api20230131`).
+pub fn user_assigned_identity() -> ApiResource {
+    ApiResource {
+        group: "managedidentity.azure.com".into(),
+        version: "v1api20230131".into(),
+        api_version: "managedidentity.azure.com/v1api20230131".into(),
+        kind: "UserAssignedIdentity".into(),
+        plural: "userassignedidentities".into(),
+    }
+}
+
+/// The platform team's ASO UserAssignedIdentity `name`, as ASO reports it once the identity
+/// exists in Azure (`status.clientId`, written by ASO's field manager). Created when missing;
+/// an existing one is left as it is.
+pub async fn aso_identity(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    client_id: &str,
+) -> Result<DynamicObject> {
+    let resource = user_assigned_identity();
+    let api = dynamic(client, ns, &resource);
+    if let Some(existing) = api.get_opt(name).await? {
+        return Ok(existing);
+    }
+    let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"location": "westeurope", "owner": {"name": "rg-tenants"}},
+    }))?;
+    api.create(&PostParams::default(), &obj)
+        .await
+        .with_context(|| format!("cannot create UserAssignedIdentity {ns}/{name}"))?;
+    let status = serde_json::json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "status": {"clientId": client_id, "principalId": client_id},
+    });
+    api.patch_status(
+        name,
+        &kube::api::PatchParams::apply("azure-service-operator").force(),
+        &kube::api::Patch::Apply(&status),
+    )
+    .await
+    .with_context(|| format!("cannot report the client id of UserAssignedIdentity {ns}/{name}"))
+}
+
 /// Create a TenantIdentity (as a user would with `kubectl create`).
 pub async fn create_tenant(
     client: &Client,
@@ -88,6 +136,18 @@ pub async fn create_tenant(
     spec: Value,
 ) -> Result<TenantIdentity> {
     let ti = tenant_identity(ns, name, spec)?;
+    // The ASO UserAssignedIdentity a tenant names is the platform team's, created before the
+    // tenant; play it (with the tenant's client id) unless the test made its own.
+    if let Some(identity) = ti
+        .spec
+        .azure
+        .identity
+        .azure_service_operator
+        .as_ref()
+        .and_then(|a| a.name.as_deref())
+    {
+        aso_identity(client, ns, identity, &ti.spec.azure.client_id).await?;
+    }
     tenants(client, ns)
         .create(&PostParams::default(), &ti)
         .await

@@ -259,6 +259,17 @@ pub async fn converge(
                 if objects::is_ready(&ti) {
                     return Ok(crate::wait::Check::Done(ti));
                 }
+                // The platform team's ASO identity the tenant names, as ASO reports it.
+                if let Some(identity) = ti
+                    .spec
+                    .azure
+                    .identity
+                    .azure_service_operator
+                    .as_ref()
+                    .and_then(|a| a.name.as_deref())
+                {
+                    objects::aso_identity(client, ns, identity, &ti.spec.azure.client_id).await?;
+                }
                 for resource in [objects::federated_credential(), objects::git_repository()] {
                     let api = objects::dynamic(client, ns, &resource);
                     for obj in api

@@ -15,7 +15,6 @@ use tenant_identity_crd::TenantIdentity;
 use tenant_identity_e2e::{
     Check, DEFAULT_TIMEOUT, Operator, TestEnv,
     arm::{self, Fault, Operation, OtherClient, StoredCredential},
-    namespace::random_guid,
     objects::*,
     operator::{ArmSettings, OPERATOR_CLIENT_ID, sum_samples},
     poll_until, simulate, wait_for, wait_gone,
@@ -82,7 +81,7 @@ async fn shared_mode_writes_one_credential_to_azure() {
         &client,
         &ns,
         "team-a",
-        arm::shared_spec(&random_guid(), "team-a", &identity),
+        arm::shared_spec(&identity.default_client_id(), "team-a", &identity),
     )
     .await
     .unwrap();
@@ -152,7 +151,7 @@ async fn per_service_account_mode_with_git_writes_a_credential_per_subject() {
     let sas = [("default", "app"), ("batch", "reconciler")];
 
     let spec = with_git(
-        arm::per_service_account_spec(&random_guid(), "payments", &identity, &sas),
+        arm::per_service_account_spec(&identity.default_client_id(), "payments", &identity, &sas),
         false,
     );
     create_tenant(&client, &ns, "payments", spec).await.unwrap();
@@ -219,7 +218,7 @@ async fn steady_state_makes_no_arm_writes() {
         &client,
         &ns,
         "shared",
-        arm::shared_spec(&random_guid(), "vc-s", &identity),
+        arm::shared_spec(&identity.default_client_id(), "vc-s", &identity),
     )
     .await
     .unwrap();
@@ -228,7 +227,7 @@ async fn steady_state_makes_no_arm_writes() {
         &client,
         &ns,
         "per-sa",
-        arm::per_service_account_spec(&random_guid(), "vc-p", &identity, &sas),
+        arm::per_service_account_spec(&identity.default_client_id(), "vc-p", &identity, &sas),
     )
     .await
     .unwrap();
@@ -286,7 +285,7 @@ async fn credential_limit_counts_foreign_credentials() {
         &client,
         &ns,
         "crowded",
-        arm::per_service_account_spec(&random_guid(), "vc-c", &identity, &sas),
+        arm::per_service_account_spec(&identity.default_client_id(), "vc-c", &identity, &sas),
     )
     .await
     .unwrap();
@@ -364,7 +363,7 @@ async fn duplicate_subject_is_reported_and_never_taken_over() {
         &client,
         &ns,
         "team-d",
-        arm::shared_spec(&random_guid(), "team-d", &identity),
+        arm::shared_spec(&identity.default_client_id(), "team-d", &identity),
     )
     .await
     .unwrap();
@@ -411,7 +410,7 @@ async fn shared_tenant(env: &TestEnv, name: &str) -> arm::IdentityRef {
         &env.client,
         env.ns(),
         name,
-        arm::shared_spec(&random_guid(), name, &identity),
+        arm::shared_spec(&identity.default_client_id(), name, &identity),
     )
     .await
     .unwrap();
@@ -580,7 +579,7 @@ async fn removed_subject_deletes_exactly_its_credential() {
         &client,
         &ns,
         "team-c",
-        arm::per_service_account_spec(&random_guid(), "vc-c", &identity, &sas),
+        arm::per_service_account_spec(&identity.default_client_id(), "vc-c", &identity, &sas),
     )
     .await
     .unwrap();
@@ -653,7 +652,7 @@ async fn deleting_the_tenant_deletes_its_credentials_only() {
         &client,
         &ns,
         "team-x",
-        arm::per_service_account_spec(&random_guid(), "vc-x", &identity, &sas),
+        arm::per_service_account_spec(&identity.default_client_id(), "vc-x", &identity, &sas),
     )
     .await
     .unwrap();
@@ -684,7 +683,8 @@ async fn retain_policy_keeps_credentials() {
     let fake = env.arm().unwrap();
     let identity = arm::create_identity(fake, "id-retain");
     let sas = [("default", "app"), ("jobs", "runner")];
-    let mut spec = arm::per_service_account_spec(&random_guid(), "vc-r", &identity, &sas);
+    let mut spec =
+        arm::per_service_account_spec(&identity.default_client_id(), "vc-r", &identity, &sas);
     spec["deletionPolicy"] = json!("Retain");
     create_tenant(&client, &ns, "team-r", spec).await.unwrap();
     wait_ready(&env, "team-r").await;
@@ -715,7 +715,7 @@ async fn identity_deleted_in_azure_does_not_block_deletion() {
         &client,
         &ns,
         "team-g",
-        arm::per_service_account_spec(&random_guid(), "vc-g", &identity, &sas),
+        arm::per_service_account_spec(&identity.default_client_id(), "vc-g", &identity, &sas),
     )
     .await
     .unwrap();
@@ -756,7 +756,10 @@ async fn restart_mid_convergence_creates_no_duplicate_credentials() {
     // Three tenants per identity (they share its client id, in one namespace).
     let tenants_of = |i: usize| i % 2;
     let sas = [("default", "app"), ("jobs", "runner")];
-    let client_ids = [random_guid(), random_guid()];
+    let client_ids = [
+        identities[0].default_client_id(),
+        identities[1].default_client_id(),
+    ];
     let names: Vec<String> = (0..6).map(|i| format!("tenant-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         let which = tenants_of(i);

@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
@@ -63,6 +64,10 @@ impl Default for EmulatorConfig {
 
 /// A running emulator. Dropping it stops accepting connections and stops the controllers;
 /// [`Emulator::shutdown`] also ends open watches and waits for in-flight requests.
+///
+/// Control-plane outages, for testing clients' recovery ([`Emulator::restart`],
+/// [`Emulator::drop_connections`], [`Emulator::refuse_for`]) keep the address, so clients
+/// reconnect to the same URL. They are meant to be driven from one task at a time.
 pub struct Emulator {
     addr: SocketAddr,
     state: Arc<AppState>,
@@ -99,9 +104,8 @@ fn seed(store: &mut Store) -> anyhow::Result<()> {
 impl Emulator {
     /// Binds, spawns the server, and returns once it is listening.
     pub async fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("binding {}", config.bind))?;
+        let listener =
+            server::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
         let addr = listener.local_addr()?;
         let mut store = Store::new(resources::builtin_registry(), HISTORY_CAPACITY);
         seed(&mut store)?;
@@ -114,7 +118,7 @@ impl Emulator {
             stop_watches,
             closing: AtomicBool::new(false),
         });
-        let server = Server::spawn(listener, state.clone());
+        let server = Server::start(listener, state.clone()).context("starting the server")?;
         let (stop_controllers, stop_rx) = tokio::sync::watch::channel(false);
         let controllers = tokio::spawn(gc::run(store, stop_rx));
         tracing::info!(url = %state.url, "kube-emulator listening");
@@ -182,11 +186,68 @@ preferences: {{}}
         self.state.stop_watches.send_modify(|g| *g += 1);
     }
 
+    /// Restarts the API server the way kube-apiserver restarts over a kept etcd: every open
+    /// connection and watch is cut, connection attempts are refused for `downtime`, then it
+    /// serves again on the same address with every object, resourceVersion and uid as they
+    /// were. What a restarted kube-apiserver does not keep is its watch cache: the new cache
+    /// starts from one list at the current resourceVersion (the watch cache's event history
+    /// then begins just after that list's resourceVersion), so a watch resuming from an older
+    /// resourceVersion gets 410 Gone and the client relists, while one resuming from the
+    /// current resourceVersion resumes. List continue tokens (served from etcd) stay valid.
+    /// The controllers, which stand for kube-controller-manager and keep running in a real
+    /// cluster, keep running. Returns once the emulator serves again.
+    pub async fn restart(&self, downtime: Duration) -> anyhow::Result<()> {
+        self.refuse_connections().await;
+        tokio::time::sleep(downtime).await;
+        self.state.lock().restart_watch_cache();
+        self.accept_connections().await
+    }
+
+    /// Cuts every open connection, watches included, without stopping: each client sees its
+    /// connection closed under the request or watch it carried, and its next connection
+    /// attempt succeeds. State and watch history are untouched, so watches resume.
+    pub fn drop_connections(&self) {
+        self.server.cut_connections();
+    }
+
+    /// Refuses connection attempts (nothing listens on the port) and cuts every open
+    /// connection, until [`Emulator::accept_connections`]. Unlike [`Emulator::restart`], the
+    /// server "process" lives on: watch history is kept, so watches resume where they were.
+    /// Returns once the port is closed.
+    pub async fn refuse_connections(&self) {
+        self.server.stop_accepting().await;
+        self.server.cut_connections();
+    }
+
+    /// Listens on the same address again after [`Emulator::refuse_connections`] (no-op while
+    /// serving). Fails if the address cannot be bound again within a few seconds.
+    pub async fn accept_connections(&self) -> anyhow::Result<()> {
+        self.server.start_accepting().await
+    }
+
+    /// [`Emulator::refuse_connections`] for `duration`, then
+    /// [`Emulator::accept_connections`]. Returns once the emulator serves again.
+    pub async fn refuse_for(&self, duration: Duration) -> anyhow::Result<()> {
+        self.refuse_connections().await;
+        tokio::time::sleep(duration).await;
+        self.accept_connections().await
+    }
+
+    /// Whether connection attempts are accepted (false during an outage).
+    pub async fn is_serving(&self) -> bool {
+        self.server.is_accepting().await
+    }
+
+    /// How many client connections are open.
+    pub fn open_connections(&self) -> usize {
+        self.server.open_connections()
+    }
+
     /// Stops the server: open watches end, in-flight requests finish.
     pub async fn shutdown(self) {
         self.state.closing.store(true, Ordering::SeqCst);
         self.state.stop_watches.send_modify(|g| *g += 1);
-        self.server.stop().await;
+        self.server.shutdown().await;
         let _ = self.stop_controllers.send(true);
         self.controllers.abort();
     }

@@ -51,8 +51,12 @@ pub struct Store {
     published_rv: Arc<AtomicU64>,
     objects: HashMap<ResKey, BTreeMap<ObjKey, Value>>,
     history: VecDeque<Arc<StoreEvent>>,
-    /// Watches may resume from any resourceVersion >= floor; older ones get 410 Gone.
+    /// Events before this resourceVersion are compacted away (etcd's compaction): watches and
+    /// list continue tokens from older resourceVersions get 410 Gone.
     history_floor: u64,
+    /// Where the watch cache of the current API server "process" begins (raised by a restart):
+    /// watches from older resourceVersions get 410 Gone, continue tokens are unaffected.
+    watch_floor: u64,
     history_capacity: usize,
     events: broadcast::Sender<Arc<StoreEvent>>,
     /// Wakes the controllers (garbage collector, namespace and CRD cleanup).
@@ -69,6 +73,7 @@ impl Store {
             objects: HashMap::new(),
             history: VecDeque::new(),
             history_floor: 1,
+            watch_floor: 1,
             history_capacity,
             events,
             controllers: Arc::new(Notify::new()),
@@ -192,10 +197,12 @@ impl Store {
         self.published_rv.store(ev.rv, Ordering::Release);
     }
 
-    /// Events after `rv`, or `Err(floor)` when they are no longer retained.
+    /// Events after `rv` for a watch, or `Err(floor)` when the watch cache no longer has (or
+    /// never had) them.
     pub fn history_since(&self, rv: u64) -> Result<Vec<Arc<StoreEvent>>, u64> {
-        if rv < self.history_floor {
-            return Err(self.history_floor);
+        let floor = self.history_floor.max(self.watch_floor);
+        if rv < floor {
+            return Err(floor);
         }
         Ok(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
     }
@@ -212,6 +219,17 @@ impl Store {
         self.history.clear();
         self.history_floor = self.rv;
         self.published_rv.store(self.rv, Ordering::Release);
+    }
+
+    /// Starts the watch cache afresh, as a restarted API server does. Its cache is filled by
+    /// one list at the current resourceVersion, and the oldest event it can deliver is the one
+    /// after that list (kube-apiserver's watch cache history answers an older resourceVersion
+    /// with "too old resource version: R (L)", L being the list's resourceVersion). So a watch
+    /// may resume from the current resourceVersion or later, and one from an older
+    /// resourceVersion gets 410 Gone. Objects, the counter and the compaction floor (and so
+    /// list continue tokens) are unchanged.
+    pub fn restart_watch_cache(&mut self) {
+        self.watch_floor = self.rv;
     }
 
     /// Drops a resource's (already empty) object map, when its CRD goes.

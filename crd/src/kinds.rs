@@ -101,6 +101,50 @@ impl ChildKind {
     }
 }
 
+/// A kind the operator reads but never writes: another controller's object whose state decides a
+/// part of the status. Watched without a label selector (they are not ours) and granted read
+/// access only (`tenant-identity-operator rbac`); never pruned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, EnumIter, IntoStaticStr)]
+pub enum ObservedKind {
+    /// Flux `HelmRelease` named like `virtualCluster.name`: the vcluster release, which must take
+    /// the sync rules ConfigMap in `valuesFrom` and be Ready for its generation.
+    VirtualClusterRelease,
+}
+
+impl ObservedKind {
+    /// Every observed kind.
+    pub fn all() -> impl Iterator<Item = ObservedKind> {
+        ObservedKind::iter()
+    }
+
+    /// The kind as the API server spells it.
+    pub fn kind_name(self) -> &'static str {
+        match self {
+            ObservedKind::VirtualClusterRelease => "HelmRelease",
+        }
+    }
+
+    /// Where the kind is served.
+    pub fn api_resource(self) -> ApiResource {
+        match self {
+            ObservedKind::VirtualClusterRelease => ApiResource {
+                group: "helm.toolkit.fluxcd.io".into(),
+                version: "v2".into(),
+                api_version: "helm.toolkit.fluxcd.io/v2".into(),
+                kind: self.kind_name().into(),
+                plural: "helmreleases".into(),
+            },
+        }
+    }
+}
+
+/// Every API resource the operator only reads (see [`ObservedKind`]).
+pub fn observed_resources() -> Vec<ApiResource> {
+    ObservedKind::all()
+        .map(ObservedKind::api_resource)
+        .collect()
+}
+
 /// Every distinct API resource the operator owns children of (ConfigMaps and ServiceAccounts
 /// appear once even if several child kinds use them).
 pub fn owned_resources() -> Vec<ApiResource> {

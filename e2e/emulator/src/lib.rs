@@ -13,6 +13,7 @@ mod error;
 mod fieldpath;
 mod gc;
 mod managed;
+mod metrics;
 mod object;
 mod ops;
 mod patch;
@@ -37,6 +38,7 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
+pub use crate::metrics::{RequestCounts, RequestLabels};
 use crate::server::Server;
 use crate::state::AppState;
 use crate::store::Store;
@@ -117,6 +119,7 @@ impl Emulator {
             url: format!("http://{addr}"),
             stop_watches,
             closing: AtomicBool::new(false),
+            requests: Mutex::default(),
         });
         let server = Server::start(listener, state.clone()).context("starting the server")?;
         let (stop_controllers, stop_rx) = tokio::sync::watch::channel(false);
@@ -195,11 +198,12 @@ preferences: {{}}
     /// resourceVersion gets 410 Gone and the client relists, while one resuming from the
     /// current resourceVersion resumes. List continue tokens (served from etcd) stay valid.
     /// The controllers, which stand for kube-controller-manager and keep running in a real
-    /// cluster, keep running. Returns once the emulator serves again.
+    /// cluster, keep running. The request counters start again at zero, like a new process's.
+    /// Returns once the emulator serves again.
     pub async fn restart(&self, downtime: Duration) -> anyhow::Result<()> {
         self.refuse_connections().await;
         tokio::time::sleep(downtime).await;
-        self.state.lock().restart_watch_cache();
+        self.state.restart();
         self.accept_connections().await
     }
 
@@ -231,6 +235,13 @@ preferences: {{}}
         self.refuse_connections().await;
         tokio::time::sleep(duration).await;
         self.accept_connections().await
+    }
+
+    /// `apiserver_request_total` as `/metrics` serves it, without a scrape: every request the
+    /// emulator served since it started (or last restarted), labelled as kube-apiserver
+    /// labels it. A watch is counted once it has ended.
+    pub fn request_counts(&self) -> RequestCounts {
+        self.state.requests().snapshot()
     }
 
     /// Whether connection attempts are accepted (false during an outage).

@@ -6,17 +6,19 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::discovery;
 use crate::error::ApiError;
+use crate::metrics;
 use crate::object;
 use crate::ops::{self, Deleted, Target};
-use crate::request::Request;
+use crate::request::{Request, ResourcePath, resource_path};
 use crate::response::{json_response, partial_metadata, partial_metadata_list, success_status};
 use crate::state::AppState;
 use crate::watch;
@@ -39,14 +41,33 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Taken first: a request counts in the server "process" that received it.
+    let requests = st.requests();
+    let labels = metrics::labels(&method, &uri, &headers);
     let req = Request::new(&method, &uri, &headers, &body);
-    match dispatch(&st, &req) {
+    let response = match dispatch(&st, &req) {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, %uri, error = %e, "request failed");
             e.into_response()
         }
+    };
+    let Some(mut labels) = labels else {
+        return response;
+    };
+    labels.code = response.status().as_u16().to_string();
+    if req.is_watch() && response.status() == StatusCode::OK {
+        // A watch is counted when it ends: its body carries the count.
+        let count = metrics::CountOnDrop::new(requests, labels);
+        let (parts, body) = response.into_parts();
+        let body = body.into_data_stream().map(move |chunk| {
+            let _ = &count;
+            chunk
+        });
+        return Response::from_parts(parts, Body::from_stream(body));
     }
+    requests.record(labels);
+    response
 }
 
 fn dispatch(st: &Arc<AppState>, req: &Request) -> Result<Response, ApiError> {
@@ -66,14 +87,20 @@ fn dispatch(st: &Arc<AppState>, req: &Request) -> Result<Response, ApiError> {
     }
 }
 
-/// The read-only documents: discovery and the service-account issuer's OIDC discovery. Any
-/// other path is not found, whatever the method.
+/// The read-only documents: discovery, the service-account issuer's OIDC discovery and the
+/// metrics. Any other path is not found, whatever the method.
 fn document(st: &AppState, req: &Request, segs: &[&str]) -> Result<Response, ApiError> {
     let found = |doc: Option<Value>| doc.map_or_else(|| Err(req.not_found()), |d| ok(&d));
     let answer = match segs {
         [] => ok(
-            &json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/.well-known/openid-configuration", "/openid/v1/jwks"]}),
+            &json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/.well-known/openid-configuration", "/metrics", "/openid/v1/jwks"]}),
         ),
+        ["metrics"] => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, metrics::TEXT_FORMAT)],
+            st.requests().snapshot().exposition(),
+        )
+            .into_response()),
         ["version"] => ok(&discovery::version()),
         [".well-known", "openid-configuration"] => {
             ok(&discovery::openid_configuration(&st.issuer, &st.url))
@@ -117,20 +144,13 @@ fn target(
     rest: &[&str],
     req: &Request,
 ) -> Result<Target, ApiError> {
-    // `/namespaces/{ns}/status` is the namespace's own subresource, not a resource in it.
-    let scoped =
-        rest.len() >= 3 && rest[0] == "namespaces" && !(rest.len() == 3 && rest[2] == "status");
-    let (namespace, rest) = if scoped {
-        (Some(rest[1]), &rest[2..])
-    } else {
-        (None, rest)
-    };
-    let (plural, name, sub) = match rest {
-        [p] => (*p, None, None),
-        [p, n] => (*p, Some(*n), None),
-        [p, n, s] => (*p, Some(*n), Some(*s)),
-        _ => return Err(req.not_found()),
-    };
+    let ResourcePath {
+        namespace,
+        plural,
+        name,
+        subresource: sub,
+        ..
+    } = resource_path(group, version, rest).ok_or_else(|| req.not_found())?;
     let res = st
         .lock()
         .registry

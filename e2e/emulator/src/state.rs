@@ -1,9 +1,10 @@
 //! What every request handler shares: the store, the addresses and documents the server
-//! publishes, and the signals that end open watches.
+//! publishes, the signals that end open watches, and the request counters.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::metrics::RequestCounter;
 use crate::store::{self, Store};
 
 pub struct AppState {
@@ -16,10 +17,28 @@ pub struct AppState {
     pub stop_watches: tokio::sync::watch::Sender<u64>,
     /// Set once shutdown starts: watches opened from then on end right after their snapshot.
     pub closing: AtomicBool,
+    /// `apiserver_request_total` of the current server "process"; replaced on restart, so a
+    /// request that started before records into the counters of the process that served it.
+    pub requests: Mutex<Arc<RequestCounter>>,
 }
 
 impl AppState {
     pub fn lock(&self) -> MutexGuard<'_, Store> {
         store::lock(&self.store)
+    }
+
+    /// The request counters of the current server "process".
+    pub fn requests(&self) -> Arc<RequestCounter> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// What a restart of the API server process loses: its watch cache (rebuilt from the
+    /// store at the current resourceVersion) and its metrics.
+    pub fn restart(&self) {
+        self.lock().restart_watch_cache();
+        *self.requests.lock().unwrap_or_else(|p| p.into_inner()) = Arc::default();
     }
 }

@@ -9,6 +9,7 @@ mod crud;
 mod events;
 mod leader;
 mod lifecycle;
+mod metrics;
 mod outage;
 mod project_crd;
 mod routing;

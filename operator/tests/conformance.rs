@@ -41,6 +41,15 @@ fn examples() -> Vec<TenantIdentity> {
 /// Variants that switch every optional child on or off, on top of the examples.
 fn all_variants() -> Vec<TenantIdentity> {
     let mut out = examples();
+    // A deploy account and ClusterRole of the tenant's choosing (the binding inside the vcluster
+    // is part of the values fragment).
+    for mut ti in examples() {
+        if let Some(deploy) = ti.spec.git.as_mut().and_then(|g| g.deploy.as_mut()) {
+            deploy.service_account_name = Some("flux-applier".into());
+            deploy.cluster_role = Some("system:aggregate-to-edit".into());
+            out.push(ti);
+        }
+    }
     for mut ti in examples() {
         if let Some(git) = ti.spec.git.as_mut() {
             git.auth = tenant_identity_crd::GitAuth::ControllerLevel;
@@ -318,4 +327,106 @@ fn vcluster_values_match_the_vcluster_schema() {
     // The schema is strict (additionalProperties: false): a misspelt key is caught.
     let typo = serde_json::json!({"controlPlane": {"advanced": {"workloadServiceAccont": {}}}});
     assert!(!validator.is_valid(&typo));
+    // experimental.deploy.vcluster.manifests is one string of raw manifests in the schema.
+    let not_a_string =
+        serde_json::json!({"experimental": {"deploy": {"vcluster": {"manifests": [{}]}}}});
+    assert!(!validator.is_valid(&not_a_string));
+}
+
+/// With git.deploy, the fragment binds the account kustomize-controller impersonates (the one
+/// the Kustomization names, in the Kustomization's namespace) inside the vcluster, and the
+/// manifests are a ClusterRoleBinding Kubernetes reads without unknown fields.
+#[test]
+fn the_deploy_binding_names_the_kustomization_account() {
+    let mut checked = 0;
+    for ti in all_variants() {
+        let children = children_of(&ti);
+        let Some(ks) = children.iter().find(|c| c.resource.kind == "Kustomization") else {
+            continue;
+        };
+        let account = ks.object.data["spec"]["serviceAccountName"]
+            .as_str()
+            .expect("the Kustomization names its account: under Flux lockdown it is impersonated anyway");
+        let cm = children
+            .iter()
+            .find(|c| c.resource.kind == "ConfigMap")
+            .unwrap();
+        let values: Value = serde_yaml::from_str(
+            cm.object.data["data"][sync_rules::VALUES_KEY]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let manifests = values["experimental"]["deploy"]["vcluster"]["manifests"]
+            .as_str()
+            .unwrap();
+        let parsed: Value = serde_yaml::from_str(manifests).unwrap();
+        let binding: k8s_openapi::api::rbac::v1::ClusterRoleBinding =
+            serde_json::from_value(parsed.clone()).unwrap();
+        // Nothing k8s-openapi would drop (a typo the API server would prune).
+        assert_eq!(
+            serde_json::to_value(&binding).unwrap(),
+            parsed,
+            "{manifests}"
+        );
+        let subject = &binding.subjects.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                subject.kind.as_str(),
+                subject.name.as_str(),
+                subject.namespace.as_deref()
+            ),
+            ("ServiceAccount", account, ti.metadata.namespace.as_deref())
+        );
+        assert_eq!(
+            Some(binding.role_ref.name.as_str()),
+            Some(
+                ti.spec
+                    .git
+                    .as_ref()
+                    .and_then(|g| g.deploy.as_ref())
+                    .and_then(|d| d.cluster_role.as_deref())
+                    .unwrap_or("cluster-admin")
+            )
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "the default and a chosen deploy account");
+}
+
+/// The `valuesFrom` entry status and the ConfigMap header tell people to add, in a vcluster
+/// HelmRelease like the README's, is valid against Flux's HelmRelease CRD.
+#[test]
+fn the_values_from_entry_fits_the_helmrelease_crd() {
+    for ti in all_variants() {
+        let mut with_uid = ti.clone();
+        with_uid.metadata.uid = Some("0f9d7b0e-1c2d-4e5f-8a9b-0c1d2e3f4a5b".into());
+        let settings = Settings {
+            default_tenant_id: Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into()),
+            require_namespace_grant: false,
+        };
+        let plan =
+            plan::resolve(&with_uid, &settings, "https://oidc.prod-aks.azure.com/x/").unwrap();
+        let release: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "helm.toolkit.fluxcd.io/v2",
+            "kind": "HelmRelease",
+            "metadata": {"name": plan.vcluster, "namespace": plan.namespace},
+            "spec": {
+                "interval": "10m",
+                "chart": {"spec": {"chart": "vcluster", "version": ">=0.21.0 <1.0.0",
+                    "sourceRef": {"kind": "HelmRepository", "name": "loft"}}},
+                "valuesFrom": [sync_rules::values_from_entry(&plan)],
+                "values": {"sync": {"fromHost": {"nodes": {"enabled": false}}}},
+            },
+        }))
+        .unwrap();
+        check_against_crd(
+            &release,
+            "flux/helm.toolkit.fluxcd.io_helmreleases.yaml",
+            "v2",
+        );
+        // The text form in messages is the same entry.
+        let text: Value = serde_yaml::from_str(&sync_rules::values_from_entry_text(&plan)).unwrap();
+        assert_eq!(text, sync_rules::values_from_entry(&plan));
+    }
 }

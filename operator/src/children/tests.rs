@@ -456,3 +456,647 @@ fn arm_backend_has_no_reconcile_policy_to_carry() {
     assert!(fics.is_empty(), "the ARM backend writes credentials itself");
     assert!(others.iter().all(Option::is_none));
 }
+
+// Host ServiceAccounts in PerServiceAccount mode, the Flux watch label, the deploy account, and
+// the vcluster's HelmRelease (issue 11).
+
+fn per_sa(sas: serde_json::Value) -> serde_json::Value {
+    json!({
+        "virtualCluster": {"name": "vc", "mode": "PerServiceAccount", "serviceAccounts": sas},
+        "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}}
+    })
+}
+
+#[test]
+fn per_service_account_host_accounts_are_the_synced_names() {
+    // One short name and one vcluster hashes (an upstream vector).
+    let long = "a".repeat(54);
+    let spec = per_sa(json!([
+        {"namespace": "default", "name": "app"},
+        {"namespace": "ns", "name": long},
+    ]));
+    let (plan, _) = build(spec.clone());
+    let names = host_service_account::names(&plan);
+    assert_eq!(
+        names,
+        vec![
+            "app-x-default-x-vc".to_string(),
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-b8d0c4da7c".to_string(),
+        ],
+        "subject order (virtual ServiceAccounts sorted by namespace, then name)"
+    );
+    // The lenient reading (other tenants, the watch) agrees with the plan.
+    let mut wanted = host_service_account::wanted(&ti(spec));
+    let mut sorted = names.clone();
+    wanted.sort();
+    sorted.sort();
+    assert_eq!(wanted, sorted);
+    assert_eq!(
+        host_service_account::virtual_of(&plan, "app-x-default-x-vc"),
+        Some(("default".into(), "app".into()))
+    );
+    assert_eq!(
+        host_service_account::virtual_of(&plan, "vc-workload-vc"),
+        None
+    );
+    let patches = host_service_account::annotations(&plan);
+    assert_eq!(patches.len(), 2);
+    for p in &patches {
+        let a = p.metadata.annotations.as_ref().unwrap();
+        assert_eq!(
+            (a.len(), a[names::CLIENT_ID_ANNOTATION].as_str()),
+            (2, CLIENT)
+        );
+        assert!(p.metadata.labels.is_none() && p.metadata.owner_references.is_none());
+    }
+    // Shared: the workload ServiceAccount, by default or as set.
+    let shared = ti(
+        json!({"virtualCluster": {"name": "vc", "workloadServiceAccount": "custom"}, "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}}}),
+    );
+    assert_eq!(host_service_account::wanted(&shared), vec!["custom"]);
+}
+
+#[test]
+fn sync_rules_config_map_is_watched_by_helm_controller() {
+    for spec in [
+        json!({"azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}}}),
+        per_sa(json!([{"namespace": "default", "name": "app"}])),
+    ] {
+        let (_, children) = build(spec);
+        let cm = children
+            .iter()
+            .find(|c| c.kind == ChildKind::SyncRules)
+            .unwrap();
+        let labels = cm.object.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["reconcile.fluxcd.io/watch"], "Enabled");
+        assert_eq!(labels[names::TENANT_LABEL], "team-a", "still ours");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], names::FIELD_MANAGER);
+        let text = cm.object.data["data"]["values.yaml"].as_str().unwrap();
+        assert!(
+            text.contains(
+                "valuesFrom: [{kind: ConfigMap, name: team-a-vcluster-identity, valuesKey: values.yaml}]"
+            ),
+            "{text}"
+        );
+    }
+    // No other child carries it: helm-controller would watch them for nothing.
+    let (_, children) = build(json!({
+        "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}},
+        "git": {"url": "https://dev.azure.com/o/p/_git/r", "deploy": {}}
+    }));
+    for c in children.iter().filter(|c| c.kind != ChildKind::SyncRules) {
+        assert!(
+            !c.object
+                .metadata
+                .labels
+                .as_ref()
+                .unwrap()
+                .contains_key("reconcile.fluxcd.io/watch"),
+            "{:?}",
+            c.kind
+        );
+    }
+}
+
+fn values_of(children: &[Child]) -> serde_json::Value {
+    let cm = children
+        .iter()
+        .find(|c| c.kind == ChildKind::SyncRules)
+        .unwrap();
+    serde_yaml::from_str(cm.object.data["data"]["values.yaml"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn deploy_account_is_impersonated_and_bound_in_the_vcluster() {
+    // (deploy, expected account, expected ClusterRole)
+    let cases = [
+        (json!({}), "team-a-deploy", "cluster-admin"),
+        (
+            json!({"serviceAccountName": "flux-applier"}),
+            "flux-applier",
+            "cluster-admin",
+        ),
+        (
+            json!({"clusterRole": "system:aggregate-to-edit"}),
+            "team-a-deploy",
+            "system:aggregate-to-edit",
+        ),
+        (
+            // Odd but valid names stay data: quoting is serde_yaml's, not ours.
+            json!({"serviceAccountName": "a.b", "clusterRole": "edit#1'\":{}"}),
+            "a.b",
+            "edit#1'\":{}",
+        ),
+    ];
+    for (deploy, account, role) in cases {
+        let (_, children) = build(json!({
+            "virtualCluster": {"name": "vc1"},
+            "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}},
+            "git": {"url": "https://dev.azure.com/o/p/_git/r", "deploy": deploy},
+        }));
+        let ks = children
+            .iter()
+            .find(|c| c.kind == ChildKind::Kustomization)
+            .unwrap();
+        assert_eq!(
+            ks.object.data["spec"]["serviceAccountName"], account,
+            "{deploy}"
+        );
+        let values = values_of(&children);
+        let manifests = values["experimental"]["deploy"]["vcluster"]["manifests"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{deploy}: no manifests in {values}"));
+        let binding: k8s_openapi::api::rbac::v1::ClusterRoleBinding =
+            serde_yaml::from_str(manifests).unwrap_or_else(|e| panic!("{e}:\n{manifests}"));
+        assert_eq!(
+            binding.metadata.name.as_deref(),
+            Some("tenant-identity-operator:team-a:deploy")
+        );
+        assert_eq!(
+            (
+                binding.role_ref.kind.as_str(),
+                binding.role_ref.name.as_str()
+            ),
+            ("ClusterRole", role),
+            "{deploy}"
+        );
+        let subjects = binding.subjects.unwrap();
+        assert_eq!(subjects.len(), 1);
+        // kustomize-controller impersonates system:serviceaccount:<Kustomization ns>:<account>.
+        assert_eq!(
+            (
+                subjects[0].kind.as_str(),
+                subjects[0].namespace.as_deref(),
+                subjects[0].name.as_str()
+            ),
+            ("ServiceAccount", Some("vc-team-a"), account),
+            "{deploy}"
+        );
+        let deployer = kustomization::deployer(&build(json!({
+            "virtualCluster": {"name": "vc1"},
+            "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}},
+            "git": {"url": "https://dev.azure.com/o/p/_git/r", "deploy": deploy},
+        }))
+        .0)
+        .unwrap();
+        assert_eq!(
+            deployer.user(),
+            format!("system:serviceaccount:vc-team-a:{account}")
+        );
+    }
+    // Without deploy there is nothing to bind, and no Kustomization.
+    let (plan, children) = build(json!({
+        "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}},
+        "git": {"url": "https://dev.azure.com/o/p/_git/r"},
+    }));
+    assert!(kustomization::deployer(&plan).is_none());
+    assert!(values_of(&children).get("experimental").is_none());
+}
+
+#[test]
+fn deploy_account_and_role_are_validated() {
+    let settings = Settings {
+        default_tenant_id: Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into()),
+        require_namespace_grant: false,
+    };
+    // (deploy, the field the refusal names)
+    let cases = [
+        (json!({"clusterRole": ".."}), "clusterRole"),
+        (json!({"clusterRole": "."}), "clusterRole"),
+        (json!({"clusterRole": "a/b"}), "clusterRole"),
+        (json!({"clusterRole": "a%2F"}), "clusterRole"),
+        (json!({"clusterRole": "cluster admin"}), "clusterRole"),
+        (json!({"clusterRole": "edit\nkind: Secret"}), "clusterRole"),
+        (json!({"clusterRole": ""}), "clusterRole"),
+        (
+            json!({"serviceAccountName": "Flux_Applier"}),
+            "serviceAccountName",
+        ),
+        (json!({"serviceAccountName": ""}), "serviceAccountName"),
+    ];
+    for (deploy, field) in cases {
+        let t = ti(json!({
+            "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}},
+            "git": {"url": "https://dev.azure.com/o/p/_git/r", "deploy": deploy},
+        }));
+        let err = resolve(&t, &settings, "https://issuer.example/").unwrap_err();
+        assert_eq!(err.reason, "InvalidSpec", "{deploy}");
+        assert!(err.message.contains(field), "{deploy}: {}", err.message);
+    }
+}
+
+mod release {
+    use super::*;
+    use crate::children::vcluster_release::{
+        self, HostServiceAccounts, Release, chart_version, host_sync, major_minor, overrides,
+    };
+    use tenant_identity_crd::kinds::ObservedKind;
+
+    const ENTRY: &str = "{kind: ConfigMap, name: team-a-vcluster-identity, valuesKey: values.yaml}";
+
+    fn referenced() -> serde_json::Value {
+        json!([{"kind": "ConfigMap", "name": "team-a-vcluster-identity", "valuesKey": "values.yaml"}])
+    }
+
+    /// A HelmRelease `vc` of generation 2 with `spec` fields and `status`.
+    fn hr(spec: serde_json::Value, status: serde_json::Value) -> DynamicObject {
+        let resource = ObservedKind::VirtualClusterRelease.api_resource();
+        let mut obj = DynamicObject::new("vc", &resource).within("vc-team-a");
+        obj.metadata.generation = Some(2);
+        let mut full = json!({"interval": "10m", "chart": {"spec": {"chart": "vcluster",
+            "version": ">=0.21.0 <1.0.0", "sourceRef": {"kind": "HelmRepository", "name": "loft"}}}});
+        for (k, v) in spec.as_object().unwrap() {
+            full[k] = v.clone();
+        }
+        obj.data = json!({"spec": full, "status": status});
+        obj
+    }
+
+    fn condition(type_: &str, status: &str, reason: &str, generation: i64) -> serde_json::Value {
+        json!({"type": type_, "status": status, "reason": reason, "message": format!("{reason} message"),
+            "observedGeneration": generation, "lastTransitionTime": "2026-01-01T00:00:00Z"})
+    }
+
+    fn ready(generation: i64, version: &str) -> serde_json::Value {
+        json!({"observedGeneration": generation,
+            "conditions": [condition("Ready", "True", "UpgradeSucceeded", generation)],
+            "history": [{"chartName": "vcluster", "chartVersion": version}]})
+    }
+
+    fn all_annotated(plan: &Plan) -> HostServiceAccounts {
+        HostServiceAccounts {
+            annotated: host_service_account::names(plan),
+            missing: Vec::new(),
+        }
+    }
+
+    fn shared_plan(git_deploy: bool) -> Plan {
+        let mut spec = json!({"virtualCluster": {"name": "vc"},
+            "azure": {"clientId": CLIENT, "identity": {"azureServiceOperator": {"name": "uai"}}}});
+        if git_deploy {
+            spec["git"] = json!({"url": "https://dev.azure.com/o/p/_git/r", "deploy": {}});
+        }
+        build(spec).0
+    }
+
+    #[test]
+    fn the_release_decides_host_sync() {
+        let shared = shared_plan(false);
+        let deploy = shared_plan(true);
+        let per_sa_plan = build(per_sa(json!([{"namespace": "default", "name": "app"}]))).0;
+        let ok = || ready(2, "0.24.1");
+        // (plan, HelmRelease, status, reason, terminal, message parts)
+        let cases: Vec<(&Plan, DynamicObject, Status, &str, bool, Vec<&str>)> = vec![
+            (
+                &shared,
+                hr(json!({"valuesFrom": referenced()}), ok()),
+                Status::True,
+                "HostSyncApplied",
+                false,
+                vec![
+                    "HelmRelease vc-team-a/vc takes ConfigMap team-a-vcluster-identity",
+                    "generation 2",
+                    "chart 0.24.1",
+                    "vc-workload-vc",
+                ],
+            ),
+            (
+                // valuesKey defaults to values.yaml.
+                &shared,
+                hr(
+                    json!({"valuesFrom": [{"kind": "ConfigMap", "name": "team-a-vcluster-identity"}]}),
+                    ok(),
+                ),
+                Status::True,
+                "HostSyncApplied",
+                false,
+                vec![],
+            ),
+            (
+                &shared,
+                hr(json!({}), ok()),
+                Status::False,
+                "SyncRulesNotReferenced",
+                true,
+                vec!["does not take the sync rules", ENTRY, "spec.valuesFrom"],
+            ),
+            (
+                &shared,
+                hr(
+                    json!({"valuesFrom": [{"kind": "Secret", "name": "team-a-vcluster-identity"},
+                    {"kind": "ConfigMap", "name": "other"}]}),
+                    ok(),
+                ),
+                Status::False,
+                "SyncRulesNotReferenced",
+                true,
+                vec![ENTRY],
+            ),
+            (
+                &shared,
+                hr(
+                    json!({"valuesFrom": [{"kind": "ConfigMap", "name": "team-a-vcluster-identity", "valuesKey": "other.yaml"}]}),
+                    ok(),
+                ),
+                Status::False,
+                "SyncRulesNotReferenced",
+                true,
+                vec!["valuesKey \"other.yaml\"", ENTRY],
+            ),
+            (
+                &shared,
+                hr(
+                    json!({"valuesFrom": [{"kind": "ConfigMap", "name": "team-a-vcluster-identity", "targetPath": "vcluster"}]}),
+                    ok(),
+                ),
+                Status::False,
+                "SyncRulesNotReferenced",
+                true,
+                vec!["targetPath \"vcluster\"", ENTRY],
+            ),
+            (
+                // Flux has not seen generation 2 yet.
+                &shared,
+                hr(json!({"valuesFrom": referenced()}), ready(1, "0.24.1")),
+                Status::False,
+                "VirtualClusterUpgrading",
+                false,
+                vec!["not Ready for generation 2", "UpgradeSucceeded"],
+            ),
+            (
+                &shared,
+                hr(
+                    json!({"valuesFrom": referenced()}),
+                    json!({"observedGeneration": 2, "conditions": [
+                    condition("Ready", "Unknown", "Progressing", 2), condition("Reconciling", "True", "Progressing", 2)]}),
+                ),
+                Status::False,
+                "VirtualClusterUpgrading",
+                false,
+                vec!["Progressing: Progressing message"],
+            ),
+            (
+                &shared,
+                hr(json!({"valuesFrom": referenced()}), json!({})),
+                Status::False,
+                "VirtualClusterUpgrading",
+                false,
+                vec!["Flux is installing or upgrading HelmRelease vc-team-a/vc"],
+            ),
+            (
+                &shared,
+                hr(
+                    json!({"valuesFrom": referenced()}),
+                    json!({"observedGeneration": 2, "conditions": [
+                    condition("Ready", "False", "UpgradeFailed", 2), condition("Reconciling", "True", "ProgressingWithRetry", 2)]}),
+                ),
+                Status::False,
+                "VirtualClusterReleaseFailed",
+                false,
+                vec!["is not Ready: UpgradeFailed: UpgradeFailed message"],
+            ),
+            (
+                &shared,
+                hr(
+                    json!({"valuesFrom": referenced()}),
+                    json!({"observedGeneration": 2, "conditions": [
+                    condition("Ready", "False", "UpgradeFailed", 2), condition("Stalled", "True", "RetriesExceeded", 2)]}),
+                ),
+                Status::False,
+                "VirtualClusterReleaseFailed",
+                true,
+                vec!["Flux stopped retrying (RetriesExceeded"],
+            ),
+            (
+                &shared,
+                hr(json!({"valuesFrom": referenced()}), ready(2, "0.20.4")),
+                Status::False,
+                "VirtualClusterUnsupported",
+                true,
+                vec![
+                    "chart 0.20.4",
+                    "azure.workload.identity/use",
+                    "0.21 or later",
+                ],
+            ),
+            (
+                // Nothing deployed yet, but the spec pins a version below 0.21.
+                &shared,
+                hr(
+                    json!({"valuesFrom": referenced(), "chart": {"spec": {"chart": "vcluster", "version": "0.20.x",
+                    "sourceRef": {"kind": "HelmRepository", "name": "loft"}}}}),
+                    json!({}),
+                ),
+                Status::False,
+                "VirtualClusterUnsupported",
+                true,
+                vec!["chart 0.20.x"],
+            ),
+            (
+                &shared,
+                hr(
+                    json!({"valuesFrom": referenced(), "values": {"sync": {"toHost": {"namespaces": {"enabled": true}}}}}),
+                    ok(),
+                ),
+                Status::False,
+                "VirtualClusterUnsupported",
+                true,
+                vec!["sync.toHost.namespaces.enabled", "single-namespace"],
+            ),
+            (
+                // Inline values win over valuesFrom.
+                &per_sa_plan,
+                hr(
+                    json!({"valuesFrom": referenced(), "values": {"sync": {"toHost": {"serviceAccounts": {"enabled": false}}}}}),
+                    ok(),
+                ),
+                Status::False,
+                "SyncRulesOverridden",
+                true,
+                vec![
+                    "sets sync.toHost.serviceAccounts.enabled in its spec.values",
+                    "remove it",
+                ],
+            ),
+            (
+                &deploy,
+                hr(
+                    json!({"valuesFrom": referenced(), "values": {"experimental": {"deploy": {"vcluster": {"manifests": "kind: Namespace"}}}}}),
+                    ok(),
+                ),
+                Status::False,
+                "SyncRulesOverridden",
+                true,
+                vec![
+                    "experimental.deploy.vcluster.manifests",
+                    "manifestsTemplate",
+                ],
+            ),
+            (
+                // The same values inline, or other keys of the same maps, are no override.
+                &shared,
+                hr(
+                    json!({"valuesFrom": referenced(), "values": {"controlPlane": {"advanced": {"workloadServiceAccount": {
+                    "enabled": true, "annotations": {"example.com/team": "a"}}}}, "sync": {"fromHost": {"nodes": {"enabled": false}}}}}),
+                    ok(),
+                ),
+                Status::True,
+                "HostSyncApplied",
+                false,
+                vec![],
+            ),
+        ];
+        for (plan, release, status, reason, terminal, parts) in cases {
+            let part = host_sync(plan, Release::Found(&release), &all_annotated(plan));
+            let case = format!("{reason} for {}", release.data);
+            assert_eq!(
+                (part.status, part.reason.as_str()),
+                (status, reason),
+                "{case}: {}",
+                part.message
+            );
+            assert_eq!(part.terminal, terminal, "{case}");
+            for p in parts {
+                assert!(
+                    part.message.contains(p),
+                    "{case}: {p:?} in {}",
+                    part.message
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_release_it_says_what_to_verify_by_hand() {
+        let plan = shared_plan(false);
+        let part = host_sync(&plan, Release::Absent, &all_annotated(&plan));
+        assert_eq!(
+            (part.status, part.reason.as_str(), part.terminal),
+            (Status::True, "SyncRulesUnverified", false)
+        );
+        for p in [
+            "no Flux HelmRelease vc-team-a/vc",
+            "verify by hand",
+            "helm get values vc -n vc-team-a",
+            "ConfigMap team-a-vcluster-identity key values.yaml",
+            "0.21 or later",
+            "sync.toHost.namespaces.enabled",
+            "vc-workload-vc",
+        ] {
+            assert!(part.message.contains(p), "{p:?} in {}", part.message);
+        }
+        let part = host_sync(
+            &plan,
+            Release::Unreadable("forbidden"),
+            &all_annotated(&plan),
+        );
+        assert_eq!(
+            (part.status, part.reason.as_str()),
+            (Status::True, "SyncRulesUnverified")
+        );
+        assert!(
+            part.message.contains("rbac.flux") && part.message.contains("forbidden"),
+            "{}",
+            part.message
+        );
+    }
+
+    #[test]
+    fn missing_host_accounts_are_listed_with_the_command_that_creates_them() {
+        let plan = build(per_sa(json!([
+            {"namespace": "default", "name": "app"},
+            {"namespace": "batch", "name": "job"},
+        ])))
+        .0;
+        let accounts = HostServiceAccounts {
+            annotated: vec!["app-x-default-x-vc".into()],
+            missing: vec!["job-x-batch-x-vc".into()],
+        };
+        for release in [hr(json!({"valuesFrom": referenced()}), ready(2, "0.24.1"))] {
+            for found in [Release::Absent, Release::Found(&release)] {
+                let part = host_sync(&plan, found, &accounts);
+                assert_eq!(
+                    (part.status, part.reason.as_str(), part.terminal),
+                    (Status::False, "ServiceAccountsNotSynced", false)
+                );
+                for p in [
+                    "1 of 2 ServiceAccount(s) not synced",
+                    "batch/job (host job-x-batch-x-vc)",
+                    "vcluster connect vc -n vc-team-a -- kubectl create serviceaccount job -n batch",
+                    "sync.toHost.serviceAccounts.enabled",
+                    "annotations applied to app-x-default-x-vc",
+                ] {
+                    assert!(part.message.contains(p), "{p:?} in {}", part.message);
+                }
+            }
+            // The release explains first: while Flux rolls it, that is the reason.
+            let rolling = hr(json!({"valuesFrom": referenced()}), ready(1, "0.24.1"));
+            let part = host_sync(&plan, Release::Found(&rolling), &accounts);
+            assert_eq!(part.reason, "VirtualClusterUpgrading");
+        }
+        // Shared: the workload ServiceAccount missing is VirtualClusterNotFound, as before.
+        let shared = shared_plan(false);
+        let none = HostServiceAccounts {
+            annotated: vec![],
+            missing: vec!["vc-workload-vc".into()],
+        };
+        let part = host_sync(&shared, Release::Absent, &none);
+        assert_eq!(
+            (part.status, part.reason.as_str()),
+            (Status::False, "VirtualClusterNotFound")
+        );
+        assert!(
+            part.message
+                .contains("vc-team-a/vc-workload-vc does not exist"),
+            "{}",
+            part.message
+        );
+    }
+
+    #[test]
+    fn chart_versions_and_overrides() {
+        assert_eq!(major_minor("0.21.0"), Some((0, 21)));
+        assert_eq!(major_minor("v0.20.3"), Some((0, 20)));
+        assert_eq!(major_minor("0.22.0-beta.1+abc"), Some((0, 22)));
+        assert_eq!(major_minor("0.20.x"), Some((0, 20)));
+        assert_eq!(major_minor("1"), None);
+        assert_eq!(major_minor("latest"), None);
+        assert!(major_minor("0.9.1").unwrap() < vcluster_release::MIN_CHART);
+        assert!(major_minor("1.0.0").unwrap() >= vcluster_release::MIN_CHART);
+
+        let with = |status: serde_json::Value, version: &str| {
+            let mut o = hr(json!({}), status);
+            o.data["spec"]["chart"]["spec"]["version"] = json!(version);
+            chart_version(&o)
+        };
+        assert_eq!(
+            with(ready(2, "0.23.0"), "0.20.0").as_deref(),
+            Some("0.23.0"),
+            "deployed wins"
+        );
+        assert_eq!(
+            with(json!({"lastAttemptedRevision": "0.22.1"}), "*").as_deref(),
+            Some("0.22.1")
+        );
+        assert_eq!(with(json!({}), "0.21.2").as_deref(), Some("0.21.2"));
+        assert_eq!(
+            with(json!({}), ">=0.20.0 <1.0.0"),
+            None,
+            "a range says nothing"
+        );
+        assert_eq!(with(json!({}), "*"), None);
+
+        let ours = json!({"a": {"b": 1, "c": {"d": "x"}}, "e": "s"});
+        assert!(overrides(&ours, &serde_json::Value::Null, "").is_empty());
+        assert!(overrides(&ours, &json!({"a": {"b": 1}, "z": 2}), "").is_empty());
+        assert_eq!(overrides(&ours, &json!({"a": {"b": 2}}), ""), vec!["a.b"]);
+        assert_eq!(
+            overrides(&ours, &json!({"a": {"c": null}}), ""),
+            vec!["a.c"]
+        );
+        assert_eq!(
+            overrides(&ours, &json!({"a": "flat", "e": "t"}), ""),
+            vec!["a", "e"]
+        );
+    }
+}

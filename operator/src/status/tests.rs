@@ -183,3 +183,104 @@ fn written_identities_stay_recorded_unless_revoked() {
         previous.written_identities
     );
 }
+
+#[test]
+fn host_sync_reasons_decide_ready_reconciling_and_stalled() {
+    // (HostSyncReady, then Ready, Reconciling, Stalled): a vcluster that cannot carry the rules
+    // or a release that does not take them needs a person; Flux rolling the release, or a
+    // ServiceAccount not created yet, resolves by itself; without a release the operator cannot
+    // check, which does not hold the tenant back.
+    let cases = [
+        (
+            PartState::ready("HostSyncApplied", "ok"),
+            true,
+            false,
+            false,
+        ),
+        (
+            PartState::ready("SyncRulesUnverified", "verify by hand"),
+            true,
+            false,
+            false,
+        ),
+        (
+            PartState::failed("SyncRulesNotReferenced", "add the entry"),
+            false,
+            false,
+            true,
+        ),
+        (
+            PartState::failed("SyncRulesOverridden", "remove it"),
+            false,
+            false,
+            true,
+        ),
+        (
+            PartState::failed("VirtualClusterUnsupported", "upgrade"),
+            false,
+            false,
+            true,
+        ),
+        (
+            PartState::waiting("VirtualClusterUpgrading", "Flux is upgrading"),
+            false,
+            true,
+            false,
+        ),
+        (
+            PartState::waiting("VirtualClusterReleaseFailed", "retrying"),
+            false,
+            true,
+            false,
+        ),
+        (
+            PartState::failed("VirtualClusterReleaseFailed", "retries exceeded"),
+            false,
+            false,
+            true,
+        ),
+        (
+            PartState::waiting("ServiceAccountsNotSynced", "kubectl create serviceaccount"),
+            false,
+            true,
+            false,
+        ),
+    ];
+    let p = plan();
+    for (part, ready, reconciling, stalled) in cases {
+        let mut o = observed(&p);
+        o.host_sync = part.clone();
+        let s = compute(&o);
+        let r = get(&s, "Ready").unwrap();
+        assert_eq!(r.status == Status::True, ready, "{}", part.reason);
+        if !ready {
+            assert_eq!(
+                (r.reason.as_str(), r.message.as_str()),
+                (part.reason.as_str(), part.message.as_str())
+            );
+        }
+        assert_eq!(
+            get(&s, "Reconciling").is_some(),
+            reconciling,
+            "{}",
+            part.reason
+        );
+        assert_eq!(get(&s, "Stalled").is_some(), stalled, "{}", part.reason);
+        let host = get(&s, "HostSyncReady").unwrap();
+        assert_eq!(
+            (host.status, host.reason.as_str()),
+            (part.status, part.reason.as_str())
+        );
+    }
+}
+
+#[test]
+fn suspended_from_the_start_is_current_not_in_progress() {
+    let s = summarize(Outcome::Suspended, None);
+    let ready = get(&s, "Ready").unwrap();
+    assert_eq!(
+        (ready.status, ready.reason.as_str()),
+        (Status::False, "Suspended")
+    );
+    assert!(get(&s, "Reconciling").is_none() && get(&s, "Stalled").is_none());
+}

@@ -1,6 +1,6 @@
 //! Thin entry point: parse flags, wire the layers, run.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -13,8 +13,8 @@ use tenant_identity_crd::TenantIdentity;
 use tenant_identity_operator::{
     azure::{ArmBackend, ArmConfig},
     backends::Backends,
-    controller::{self, Services},
-    http::{self, Readiness},
+    controller::{self, Probes, Services},
+    http::{self, Liveness, Readiness},
     issuer::IssuerSource,
     leader::{self, LeaseConfig},
     metrics::Metrics,
@@ -98,6 +98,10 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Seconds a watch of the API server may keep failing before /healthz reports the process
+    /// not alive (the kubelet then restarts it).
+    #[arg(long, env = "WATCH_STALL_TIMEOUT_SECONDS", default_value_t = 600)]
+    watch_stall_timeout_seconds: u64,
 }
 
 #[derive(clap::Args)]
@@ -173,11 +177,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Arc::new(Metrics::new()?);
     let readiness = Readiness::default();
+    let liveness = Liveness::default();
     let listener = tokio::net::TcpListener::bind(args.metrics_bind_address)
         .await
         .with_context(|| format!("cannot listen on {}", args.metrics_bind_address))?;
     info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
-    tokio::spawn(http::serve(listener, metrics.clone(), readiness.clone()));
+    tokio::spawn(http::serve(
+        listener,
+        metrics.clone(),
+        readiness.clone(),
+        liveness.clone(),
+    ));
 
     let client = Client::try_default()
         .await
@@ -217,14 +227,28 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             duration_seconds: 15,
             grace_seconds: 5,
         };
+        let probes = Probes {
+            readiness: readiness.clone(),
+            liveness,
+            stall_timeout: Duration::from_secs(args.watch_stall_timeout_seconds),
+        };
         leader::run_as_leader(client, config, shutdown, |stop| {
-            controller::run(services.clone(), stop, || {})
+            let (services, probes) = (services.clone(), probes.clone());
+            async move {
+                controller::run(services, stop, probes.clone()).await;
+                // Back to standby: healthy and ready to take over again.
+                probes.readiness.set_ready(true);
+            }
         })
         .await
         .context("leader election")?;
     } else {
-        let ready = readiness.clone();
-        controller::run(services, shutdown.boxed(), move || ready.set_ready(true)).await;
+        let probes = Probes {
+            readiness,
+            liveness,
+            stall_timeout: Duration::from_secs(args.watch_stall_timeout_seconds),
+        };
+        controller::run(services, shutdown.boxed(), probes).await;
     }
     info!("stopped");
     Ok(())

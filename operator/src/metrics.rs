@@ -14,7 +14,25 @@ pub struct Metrics {
     pub reconcile_errors: IntCounterVec,
     pub reconcile_duration: HistogramVec,
     pub objects: IntGaugeVec,
+    pub watch_errors: IntCounterVec,
+    pub watch_healthy: IntGaugeVec,
     pub azure: AzureRequestMetrics,
+}
+
+/// Every kind the controller watches: the metric label of its watch.
+pub fn watched_kinds() -> Vec<&'static str> {
+    let mut kinds = vec!["TenantIdentity", "ServiceAccount", "Namespace"];
+    for kind in tenant_identity_crd::kinds::ChildKind::all() {
+        if !kinds.contains(&kind.kind_name()) {
+            kinds.push(kind.kind_name());
+        }
+    }
+    for kind in tenant_identity_crd::kinds::ObservedKind::all() {
+        if !kinds.contains(&kind.kind_name()) {
+            kinds.push(kind.kind_name());
+        }
+    }
+    kinds
 }
 
 pub const RESULT_SUCCESS: &str = "success";
@@ -56,6 +74,26 @@ impl Metrics {
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(objects.clone()))?;
+        let watch_errors = IntCounterVec::new(
+            Opts::new(
+                "tenant_identity_watch_errors_total",
+                "Errors of the controller's watches of the API server, by watched kind.",
+            ),
+            &["kind"],
+        )?;
+        let watch_healthy = IntGaugeVec::new(
+            Opts::new(
+                "tenant_identity_watch_healthy",
+                "1 while the watch of a kind has a live, synced stream; 0 while it lists or fails.",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(watch_errors.clone()))?;
+        registry.register(Box::new(watch_healthy.clone()))?;
+        for kind in watched_kinds() {
+            watch_errors.with_label_values(&[kind]);
+            watch_healthy.with_label_values(&[kind]);
+        }
         let azure = AzureRequestMetrics::register(&registry)?;
 
         // Series exist from the first scrape, so `rate()` and alerts see a zero, not a gap.
@@ -77,6 +115,8 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             objects,
+            watch_errors,
+            watch_healthy,
             azure,
         })
     }

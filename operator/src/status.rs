@@ -105,6 +105,9 @@ pub enum Outcome<'a> {
     Failed(&'a Failure),
     /// Every child applied; what they and the backend say.
     Converged(&'a Observed),
+    /// `spec.suspend` on an object never reconciled: nothing was created. (An object suspended
+    /// later keeps the status it had, as Flux's controllers do: they return before patching.)
+    Suspended,
 }
 
 /// The status a reconcile reports, before timestamps and generation are attached.
@@ -174,6 +177,20 @@ pub fn summarize(outcome: Outcome<'_>, previous: Option<&TenantIdentityStatus>) 
             }
         }
         Outcome::Converged(o) => converged(o),
+        Outcome::Suspended => Summary {
+            // Ready=False says what is true (nothing was set up) without Reconciling or
+            // Stalled: kstatus sees a current object, not one in progress forever.
+            conditions: vec![DesiredCondition::new(
+                c::READY,
+                Status::False,
+                reasons::SUSPENDED,
+                "spec.suspend is true: the operator reconciles nothing for this TenantIdentity until it is false",
+            )],
+            subjects: Vec::new(),
+            issuer: None,
+            host_service_accounts: Vec::new(),
+            written_identities: previously_written(),
+        },
     }
 }
 

@@ -110,6 +110,30 @@ async fn an_unreadable_object_does_not_stall_the_others() {
         )
         .await
         .unwrap();
+    // The good tenant's ASO identity, as the platform team created it and ASO reports it
+    // (identity binding reads its status.clientId before anything is written).
+    let uai_crd = tenant_identity_upstream::read_to_string(
+        "aso/managedidentity.azure.com_userassignedidentities.yaml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    apply_crd(&client, serde_yaml::from_str(&uai_crd).unwrap()).await;
+    let uai_resource = tenant_identity_operator::backends::aso::user_assigned_identity();
+    let uais: Api<DynamicObject> = Api::namespaced_with(client.clone(), "tenants", &uai_resource);
+    let uai: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "managedidentity.azure.com/v1api20230131", "kind": "UserAssignedIdentity",
+        "metadata": {"name": "uai", "namespace": "tenants"},
+        "spec": {"location": "westeurope", "owner": {"name": "rg"}},
+    }))
+    .unwrap();
+    uais.create(&PostParams::default(), &uai).await.unwrap();
+    uais.patch_status(
+        "uai",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"clientId": "6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f"}})),
+    )
+    .await
+    .unwrap();
+
     let resource = ApiResource::erase::<TenantIdentity>(&());
     let tis: Api<DynamicObject> = Api::namespaced_with(client.clone(), "tenants", &resource);
     for (name, azure) in [
@@ -142,7 +166,7 @@ async fn an_unreadable_object_does_not_stall_the_others() {
         metrics: Arc::new(Metrics::new().unwrap()),
         settings: Settings::default(),
         issuer: IssuerSource::new(None),
-        backends: Backends::new(None),
+        backends: Backends::new(client.clone(), None),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(controller::run(
@@ -151,7 +175,7 @@ async fn an_unreadable_object_does_not_stall_the_others() {
             let _ = stopped.await;
         }
         .boxed(),
-        || {},
+        controller::Probes::default(),
     ));
 
     let (status, reason, message) = eventually("the bad object's status", || {

@@ -20,7 +20,7 @@ use promql_parser::label::{METRIC_NAME, MatchOp};
 use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
 use promql_parser::util::{ExprVisitor, walk_expr};
 use regex::{Captures, Regex};
-use tenant_identity_operator::http::{Readiness, router};
+use tenant_identity_operator::http::{Liveness, Readiness, router};
 use tenant_identity_operator::metrics::Metrics;
 use tower::ServiceExt;
 
@@ -416,7 +416,7 @@ fn exposition_samples(body: &str) -> BTreeMap<String, String> {
 async fn scrape_operator() -> BTreeMap<String, String> {
     let metrics = Arc::new(Metrics::new().expect("Metrics::new"));
     let readiness = Readiness::default();
-    let app = router(metrics.clone(), readiness.clone());
+    let app = router(metrics.clone(), readiness.clone(), Liveness::default());
 
     // The Deployment's probes: /healthz always, /readyz only once ready.
     assert_eq!(get(&app, "/healthz").await.0, 200, "/healthz");

@@ -11,8 +11,9 @@ mod host_service_account;
 mod owned;
 mod run;
 mod status_writer;
+mod watch_health;
 
-pub use run::run;
+pub use run::{Probes, run};
 
 use host_service_account::{release_host_annotations, sync_host_service_account};
 use owned::{apply_child, prune};
@@ -38,7 +39,7 @@ use kube::{
     },
 };
 use tenant_identity_crd::{DeletionPolicy, TenantIdentity, kinds::ChildKind};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     backends::{Backends, Binding, SyncInput},
@@ -159,6 +160,7 @@ async fn reconcile_tenant(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<
     let ns = ti.namespace().unwrap_or_default();
     let api: Api<TenantIdentity> = Api::namespaced(ctx.client(), &ns);
     let has_finalizer = ti.finalizers().iter().any(|f| f == FINALIZER);
+    let ti_ref = ti.clone();
     let result = if needs_finalizer(&ti, &ctx.services.backends) || has_finalizer {
         let ctx2 = ctx.clone();
         finalizer(&api, FINALIZER, ti, |event| async move {
@@ -168,9 +170,19 @@ async fn reconcile_tenant(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<
             }
         })
         .await
-        .map_err(|e| match e {
-            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-            other => Error::FinalizerError(other.to_string()),
+        .or_else(|e| match e {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => Err(e),
+            // Harmless races, retried quietly: the object changed between our read and the
+            // finalizer patch (its JSON-patch test fails with 422), or it was already gone when
+            // the finalizer was to be removed.
+            finalizer::Error::AddFinalizer(kube::Error::Api(ae)) if ae.code == 422 => {
+                debug!(tenant = %ObjectRef::from_obj(ti_ref.as_ref()), "object changed while adding the finalizer; retrying");
+                Ok(Action::requeue(Duration::from_millis(200)))
+            }
+            finalizer::Error::RemoveFinalizer(kube::Error::Api(ae)) if ae.code == 404 => {
+                Ok(Action::await_change())
+            }
+            other => Err(Error::FinalizerError(other.to_string())),
         })
     } else if ti.meta().deletion_timestamp.is_some() {
         Ok(Action::await_change())
@@ -233,6 +245,10 @@ enum Ended {
 async fn apply(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
     if ti.spec.suspend {
         info!(tenant = %ObjectRef::from_obj(&*ti), "suspended; skipping");
+        // A status says so for an object never reconciled; one suspended later keeps its own.
+        if ti.status.is_none() {
+            write_status(&ti, &ctx, status::summarize(Outcome::Suspended, None)).await?;
+        }
         return Ok(Action::await_change());
     }
     let ended = pipeline(&ti, &ctx).await;

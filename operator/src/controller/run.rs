@@ -9,7 +9,12 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DynamicObject, ListParams},
-    runtime::{Controller, reflector::ObjectRef, watcher},
+    core::PartialObjectMeta,
+    runtime::{
+        Controller, WatchStreamExt,
+        reflector::{self, ObjectRef},
+        watcher,
+    },
 };
 use tenant_identity_crd::{
     TenantIdentity,
@@ -17,25 +22,39 @@ use tenant_identity_crd::{
 };
 use tracing::{debug, warn};
 
-use super::{Context, Guarded, Services, error_policy, reconcile, valid};
+use super::{
+    Context, Guarded, Services, error_policy, reconcile, valid, watch_health::WatchHealth,
+};
 use crate::{
     children::{self, Watch, host_service_account},
+    http::{Liveness, Readiness},
     names,
 };
 
+/// The probes a controller run keeps up to date.
+#[derive(Clone, Default)]
+pub struct Probes {
+    pub readiness: Readiness,
+    pub liveness: Liveness,
+    /// How long a watch may fail before the run reports not alive.
+    pub stall_timeout: Duration,
+}
+
 /// Run the controller until `shutdown` resolves.
-pub async fn run(
-    services: Arc<Services>,
-    shutdown: BoxFuture<'static, ()>,
-    on_ready: impl FnOnce() + Send + 'static,
-) {
+pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, probes: Probes) {
     let client = services.client.clone();
+    let health = WatchHealth::new(services.metrics.clone(), probes.readiness.clone());
     let tenants: Api<Guarded> = Api::all(client.clone());
     let owned = watcher::Config::default().labels(&kinds::managed_by_selector());
-    let controller = Controller::new(tenants, watcher::Config::default().any_semantic());
-    let store = controller.store();
-
-    let mut controller = controller;
+    let (store, writer) = reflector::store::<Guarded>();
+    let tenant_events = health.track(
+        "TenantIdentity",
+        watcher(tenants, watcher::Config::default().any_semantic()),
+    );
+    let mut controller = Controller::for_stream(
+        reflector::reflector(writer, tenant_events).applied_objects(),
+        store.clone(),
+    );
     let mut watched: Vec<ApiResource> = Vec::new();
     for kind in ChildKind::all() {
         let resource = kind.api_resource();
@@ -50,10 +69,13 @@ pub async fn run(
             warn!(kind = %resource.kind, api_version = %resource.api_version, "kind not served; TenantIdentities that need it report DependencyMissing (restart the operator after installing it)");
             continue;
         }
-        controller = controller.owns_with(
-            Api::<DynamicObject>::all_with(client.clone(), &resource),
-            resource.clone(),
+        let events = watcher(
+            Api::<PartialObjectMeta<DynamicObject>>::all_with(client.clone(), &resource),
             owned.clone(),
+        );
+        controller = controller.owns_stream_with(
+            health.track(kind.kind_name(), events).touched_objects(),
+            resource.clone(),
         );
         watched.push(resource);
     }
@@ -62,9 +84,12 @@ pub async fn run(
     // synced SA, which appears when the tenant creates the virtual one), or our own `<name>-git`
     // child (`Watch::ServiceAccounts`).
     let sa_store = store.clone();
-    controller = controller.watches(
+    let sa_events = watcher(
         Api::<ServiceAccount>::all(client.clone()),
         watcher::Config::default().any_semantic(),
+    );
+    controller = controller.watches_stream(
+        health.track("ServiceAccount", sa_events).touched_objects(),
         move |sa| {
             let ns = sa.namespace();
             let name = sa.name_any();
@@ -94,10 +119,14 @@ pub async fn run(
             continue;
         }
         let release_store = store.clone();
-        controller = controller.watches_with(
+        let release_events = watcher(
             Api::<DynamicObject>::all_with(client.clone(), &resource),
-            resource.clone(),
             watcher::Config::default().any_semantic(),
+        );
+        controller = controller.watches_stream_with(
+            health
+                .track(kind.kind_name(), release_events)
+                .touched_objects(),
             move |release| {
                 let ns = release.namespace();
                 let name = release.name_any();
@@ -114,13 +143,17 @@ pub async fn run(
                     .map(|t| ObjectRef::from_obj(&*t))
                     .collect::<Vec<_>>()
             },
+            resource.clone(),
         );
     }
     if services.settings.require_namespace_grant {
         let ns_store = store.clone();
-        controller = controller.watches(
+        let ns_events = watcher(
             Api::<Namespace>::all(client.clone()),
             watcher::Config::default().any_semantic(),
+        );
+        controller = controller.watches_stream(
+            health.track("Namespace", ns_events).touched_objects(),
             move |ns| {
                 let name = ns.name_any();
                 ns_store
@@ -133,19 +166,11 @@ pub async fn run(
         );
     }
 
-    let ready_store = store.clone();
-    // `Store::wait_until_ready` keeps a single waker and the controller's runner waits on it too,
-    // so a second waiter may never be woken; poll the memoized result instead.
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tick.tick().await;
-            if let Some(Ok(())) = ready_store.wait_until_ready().now_or_never() {
-                on_ready();
-                return;
-            }
-        }
-    });
+    let liveness = tokio::spawn(
+        health
+            .clone()
+            .watch_liveness(probes.liveness.clone(), probes.stall_timeout),
+    );
     let ctx = Arc::new(Context::new(services, store));
     // The controller wants a Sync future; relay the trigger through a oneshot.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -166,6 +191,8 @@ pub async fn run(
         })
         .boxed()
         .await;
+    liveness.abort();
+    probes.liveness.set_live(true);
 }
 
 /// `virtualCluster.name`, read leniently (no validation): the vcluster's Helm release name.

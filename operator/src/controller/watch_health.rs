@@ -1,0 +1,192 @@
+//! Each watch of the controller gets its own backoff and its own health.
+//!
+//! kube-runtime's `Controller` merges every watch into one stream and applies one backoff to
+//! it: after an API server restart every watch reports errors (connection refused, TLS EOF, a
+//! 403 while the authorizer warms up, 410), each error re-arms the shared backoff, and no event
+//! of any watch is processed for minutes. Here every watch is backed off on its own
+//! (`default_backoff`, client-go's 0.8 s → 30 s) and its errors are counted, logged and kept out
+//! of the merged stream, so the shared backoff never arms and one failing watch cannot silence
+//! the others. The same bookkeeping says whether the operator is ready (every watch synced
+//! since its last error) and alive (no watch failing for longer than a bound).
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::{Stream, StreamExt};
+use kube::runtime::{WatchStreamExt, watcher};
+use tracing::{info, warn};
+
+use crate::{
+    http::{Liveness, Readiness},
+    metrics::Metrics,
+};
+
+#[derive(Clone, Copy, Debug, Default)]
+struct State {
+    /// The last list (Init .. InitDone) completed and no error came after it.
+    synced: bool,
+    /// Errors without an event in between, since then.
+    failing_since: Option<Instant>,
+}
+
+/// The health of every watch of one controller run.
+pub struct WatchHealth {
+    states: Mutex<BTreeMap<&'static str, State>>,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+}
+
+impl WatchHealth {
+    pub fn new(metrics: Arc<Metrics>, readiness: Readiness) -> Arc<Self> {
+        readiness.set_ready(false);
+        Arc::new(Self {
+            states: Mutex::new(BTreeMap::new()),
+            metrics,
+            readiness,
+        })
+    }
+
+    fn update(&self, kind: &'static str, change: impl FnOnce(&mut State)) {
+        // A poisoned lock only means a panic elsewhere mid-update; the map is still usable.
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let state = states.entry(kind).or_default();
+        let was = state.synced && state.failing_since.is_none();
+        change(state);
+        let now = state.synced && state.failing_since.is_none();
+        if was != now {
+            self.metrics
+                .watch_healthy
+                .with_label_values(&[kind])
+                .set(i64::from(now));
+        }
+        let ready = states
+            .values()
+            .all(|s| s.synced && s.failing_since.is_none());
+        self.readiness.set_ready(ready);
+    }
+
+    fn register(&self, kind: &'static str) {
+        self.update(kind, |_| {});
+    }
+
+    fn seen<K>(&self, kind: &'static str, event: &watcher::Event<K>) {
+        self.update(kind, |s| {
+            if s.failing_since.take().is_some() {
+                info!(kind, "watch recovered");
+            }
+            match event {
+                watcher::Event::Init => s.synced = false,
+                watcher::Event::InitDone => s.synced = true,
+                _ => {}
+            }
+        });
+    }
+
+    fn failed(&self, kind: &'static str, error: &watcher::Error) {
+        self.metrics.watch_errors.with_label_values(&[kind]).inc();
+        warn!(kind, error = %error, "watch failed; retrying with backoff");
+        self.update(kind, |s| {
+            s.synced = false;
+            s.failing_since.get_or_insert_with(Instant::now);
+        });
+    }
+
+    /// The watch that has been failing the longest, if longer than `bound`.
+    pub fn stalled(&self, bound: Duration) -> Option<(&'static str, Duration)> {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states
+            .iter()
+            .filter_map(|(kind, s)| s.failing_since.map(|t| (*kind, t.elapsed())))
+            .filter(|(_, elapsed)| *elapsed > bound)
+            .max_by_key(|(_, elapsed)| *elapsed)
+    }
+
+    /// A watch stream with its own backoff, whose errors are recorded here and never reach the
+    /// controller's merged stream.
+    pub fn track<K, S>(
+        self: &Arc<Self>,
+        kind: &'static str,
+        events: S,
+    ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+    where
+        K: Send + 'static,
+        S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    {
+        self.register(kind);
+        let health = self.clone();
+        events.default_backoff().filter_map(move |item| {
+            let result = match item {
+                Ok(event) => {
+                    health.seen(kind, &event);
+                    Some(Ok(event))
+                }
+                Err(error) => {
+                    health.failed(kind, &error);
+                    None
+                }
+            };
+            futures::future::ready(result)
+        })
+    }
+
+    /// Keep `liveness` false while a watch has been failing longer than `bound`, so the kubelet
+    /// restarts a pod that has gone deaf; runs until the controller run ends.
+    pub async fn watch_liveness(self: Arc<Self>, liveness: Liveness, bound: Duration) {
+        let mut tick =
+            tokio::time::interval(bound.clamp(Duration::from_millis(100), Duration::from_secs(1)));
+        loop {
+            tick.tick().await;
+            match self.stalled(bound) {
+                Some((kind, elapsed)) => {
+                    if liveness.is_live() {
+                        warn!(kind, failing_for = ?elapsed, "a watch has failed for longer than the stall bound; reporting not alive");
+                    }
+                    liveness.set_live(false);
+                }
+                None => liveness.set_live(true),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health() -> (Arc<WatchHealth>, Readiness) {
+        let readiness = Readiness::default();
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        (WatchHealth::new(metrics, readiness.clone()), readiness)
+    }
+
+    fn error() -> watcher::Error {
+        watcher::Error::NoResourceVersion
+    }
+
+    #[test]
+    fn ready_only_when_every_watch_is_synced_since_its_last_error() {
+        let (h, ready) = health();
+        h.register("A");
+        h.register("B");
+        assert!(!ready.is_ready(), "nothing listed yet");
+        h.seen::<()>("A", &watcher::Event::Init);
+        h.seen::<()>("A", &watcher::Event::InitDone);
+        assert!(!ready.is_ready(), "B not synced");
+        h.seen::<()>("B", &watcher::Event::InitDone);
+        assert!(ready.is_ready());
+        h.failed("A", &error());
+        assert!(!ready.is_ready(), "A's stream is down");
+        assert!(h.stalled(Duration::ZERO).is_some_and(|(k, _)| k == "A"));
+        assert!(h.stalled(Duration::from_secs(3600)).is_none());
+        h.seen::<()>("A", &watcher::Event::Init);
+        assert!(!ready.is_ready(), "re-listing");
+        assert!(h.stalled(Duration::ZERO).is_none(), "alive again");
+        h.seen::<()>("A", &watcher::Event::InitDone);
+        assert!(ready.is_ready());
+        assert_eq!(h.metrics.watch_errors.with_label_values(&["A"]).get(), 1);
+        assert_eq!(h.metrics.watch_healthy.with_label_values(&["A"]).get(), 1);
+    }
+}

@@ -121,20 +121,6 @@ pub fn openid_configuration(issuer: &str, server_url: &str) -> Value {
     })
 }
 
-/// A fixed public key: the emulator issues no tokens, the document only has to be well formed.
-pub fn jwks() -> Value {
-    json!({
-        "keys": [{
-            "use": "sig",
-            "kty": "RSA",
-            "kid": "kube-emulator",
-            "alg": "RS256",
-            "n": "u1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0_IzW7yWR7QkrmBL7jTKEn5u-qKhbwKfBstIs-bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW_VDL5AaWTg0nLVkjRo9z-40RQzuVaE8AkAFmxZzow3x-VJYKdjykkJ0iT9wCS0DRTXu269V264Vf_3jvredZiKRkgwlL9xNAwxXFg0x_XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC-9aGVd-Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmw",
-            "e": "AQAB",
-        }]
-    })
-}
-
 fn aggregated_group(reg: &Registry, group: &str, versions: &[String]) -> Value {
     let versions: Vec<Value> = versions
         .iter()

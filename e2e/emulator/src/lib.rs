@@ -25,6 +25,7 @@ mod selectors;
 mod server;
 mod state;
 mod store;
+mod tokens;
 mod validation;
 mod watch;
 
@@ -120,6 +121,7 @@ impl Emulator {
             stop_watches,
             closing: AtomicBool::new(false),
             requests: Mutex::default(),
+            signing_key: tokio::sync::OnceCell::new(),
         });
         let server = Server::start(listener, state.clone()).context("starting the server")?;
         let (stop_controllers, stop_rx) = tokio::sync::watch::channel(false);

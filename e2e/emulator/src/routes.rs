@@ -21,6 +21,7 @@ use crate::ops::{self, Deleted, Target};
 use crate::request::{Request, ResourcePath, resource_path};
 use crate::response::{json_response, partial_metadata, partial_metadata_list, success_status};
 use crate::state::AppState;
+use crate::tokens::{self, SigningKey};
 use crate::watch;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -45,7 +46,12 @@ async fn handle(
     let requests = st.requests();
     let labels = metrics::labels(&method, &uri, &headers);
     let req = Request::new(&method, &uri, &headers, &body);
-    let response = match dispatch(&st, &req) {
+    // The one step that awaits: the issuer's key, made on its first use.
+    let key = match needs_signing_key(&req) {
+        true => st.signing_key().await.map(Some),
+        false => Ok(None),
+    };
+    let response = match key.and_then(|key| dispatch(&st, &req, key.as_deref())) {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, %uri, error = %e, "request failed");
@@ -70,7 +76,26 @@ async fn handle(
     response
 }
 
-fn dispatch(st: &Arc<AppState>, req: &Request) -> Result<Response, ApiError> {
+/// Whether the request needs the issuer's signing key: the JWKS, or a TokenRequest.
+fn needs_signing_key(req: &Request) -> bool {
+    let segs: Vec<&str> = req
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    match segs.as_slice() {
+        ["openid", "v1", "jwks"] => req.is_read(),
+        [.., "serviceaccounts", _, "token"] => req.method == Method::POST,
+        _ => false,
+    }
+}
+
+fn dispatch(
+    st: &Arc<AppState>,
+    req: &Request,
+    key: Option<&SigningKey>,
+) -> Result<Response, ApiError> {
     let segs: Vec<&str> = req
         .uri
         .path()
@@ -79,17 +104,24 @@ fn dispatch(st: &Arc<AppState>, req: &Request) -> Result<Response, ApiError> {
         .collect();
     match segs.as_slice() {
         ["healthz" | "readyz" | "livez", ..] => Ok((StatusCode::OK, "ok").into_response()),
-        ["api", version, rest @ ..] if !rest.is_empty() => resource(st, "", version, rest, req),
-        ["apis", group, version, rest @ ..] if !rest.is_empty() => {
-            resource(st, group, version, rest, req)
+        ["api", version, rest @ ..] if !rest.is_empty() => {
+            resource(st, "", version, rest, req, key)
         }
-        segs => document(st, req, segs),
+        ["apis", group, version, rest @ ..] if !rest.is_empty() => {
+            resource(st, group, version, rest, req, key)
+        }
+        segs => document(st, req, segs, key),
     }
 }
 
 /// The read-only documents: discovery, the service-account issuer's OIDC discovery and the
 /// metrics. Any other path is not found, whatever the method.
-fn document(st: &AppState, req: &Request, segs: &[&str]) -> Result<Response, ApiError> {
+fn document(
+    st: &AppState,
+    req: &Request,
+    segs: &[&str],
+    key: Option<&SigningKey>,
+) -> Result<Response, ApiError> {
     let found = |doc: Option<Value>| doc.map_or_else(|| Err(req.not_found()), |d| ok(&d));
     let answer = match segs {
         [] => ok(
@@ -105,7 +137,10 @@ fn document(st: &AppState, req: &Request, segs: &[&str]) -> Result<Response, Api
         [".well-known", "openid-configuration"] => {
             ok(&discovery::openid_configuration(&st.issuer, &st.url))
         }
-        ["openid", "v1", "jwks"] => ok(&discovery::jwks()),
+        ["openid", "v1", "jwks"] => match key {
+            Some(key) => ok(key.jwks()),
+            None => Err(req.method_not_allowed()),
+        },
         ["api" | "apis"] if req.accepts("as=APIGroupDiscoveryList") => {
             let doc = discovery::aggregated(&st.lock().registry, segs[0] == "api");
             Ok((
@@ -163,8 +198,11 @@ fn target(
     if res.namespaced && namespace.is_none() && (name.is_some() || req.method != Method::GET) {
         return Err(req.not_found());
     }
+    // ServiceAccounts' `token` is the TokenRequest subresource.
+    let token = res.group.is_empty() && res.plural == "serviceaccounts";
     if let Some(s) = sub
         && !(s == "status" && res.status_subresource)
+        && !(s == "token" && token)
     {
         return Err(req.not_found());
     }
@@ -184,9 +222,20 @@ fn resource(
     version: &str,
     rest: &[&str],
     req: &Request,
+    key: Option<&SigningKey>,
 ) -> Result<Response, ApiError> {
     let t = target(st, group, version, rest, req)?;
     req.check_supported()?;
+    if t.subresource.as_deref() == Some("token") {
+        // Create is the TokenRequest subresource's only verb.
+        return match key {
+            Some(key) if req.method == Method::POST => {
+                let created = tokens::create(&st.lock(), key, &st.issuer, &t, req.object()?)?;
+                Ok(json_response(StatusCode::CREATED, &created))
+            }
+            _ => Err(req.method_not_allowed()),
+        };
+    }
     let opts = req.write_options();
     let metadata_only = req.accepts("as=PartialObjectMetadata");
     match (req.method.clone(), t.name.is_some()) {

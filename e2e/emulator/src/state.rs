@@ -4,8 +4,10 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::error::ApiError;
 use crate::metrics::RequestCounter;
 use crate::store::{self, Store};
+use crate::tokens::SigningKey;
 
 pub struct AppState {
     pub store: Arc<Mutex<Store>>,
@@ -20,6 +22,8 @@ pub struct AppState {
     /// `apiserver_request_total` of the current server "process"; replaced on restart, so a
     /// request that started before records into the counters of the process that served it.
     pub requests: Mutex<Arc<RequestCounter>>,
+    /// The service-account issuer's key, made on first use and kept across restarts.
+    pub signing_key: tokio::sync::OnceCell<Arc<SigningKey>>,
 }
 
 impl AppState {
@@ -33,6 +37,20 @@ impl AppState {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The issuer's signing key, generated (off the async workers) on first use.
+    pub async fn signing_key(&self) -> Result<Arc<SigningKey>, ApiError> {
+        self.signing_key
+            .get_or_try_init(|| async {
+                tokio::task::spawn_blocking(SigningKey::generate)
+                    .await
+                    .map_err(|e| ApiError::internal(format!("signing key generation: {e}")))?
+                    .map(Arc::new)
+                    .map_err(|e| ApiError::internal(format!("signing key generation: {e}")))
+            })
+            .await
+            .cloned()
     }
 
     /// What a restart of the API server process loses: its watch cache (rebuilt from the

@@ -14,4 +14,5 @@ mod outage;
 mod project_crd;
 mod routing;
 mod ssa;
+mod token;
 mod watch;

@@ -39,7 +39,7 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-pub use crate::metrics::{RequestCounts, RequestLabels};
+pub use crate::metrics::{REQUEST_TOTAL, RequestCounts, RequestLabels};
 use crate::server::Server;
 use crate::state::AppState;
 use crate::store::Store;

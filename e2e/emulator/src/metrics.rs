@@ -132,6 +132,17 @@ impl RequestCounts {
     }
 }
 
+/// Counts from elsewhere, e.g. a real API server's scrape; series that repeat are summed.
+impl FromIterator<(RequestLabels, u64)> for RequestCounts {
+    fn from_iter<I: IntoIterator<Item = (RequestLabels, u64)>>(series: I) -> Self {
+        let mut counts = BTreeMap::new();
+        for (labels, n) in series {
+            *counts.entry(labels).or_default() += n;
+        }
+        RequestCounts(counts)
+    }
+}
+
 /// A label value escaped for the text format.
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")

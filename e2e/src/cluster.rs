@@ -157,6 +157,12 @@ impl Cluster {
         self.emulator.is_some()
     }
 
+    /// The embedded emulator, when the tests run against it: outages and request counts go
+    /// through [`crate::control_plane`], which works against real clusters too.
+    pub(crate) fn emulator(&self) -> Option<&Emulator> {
+        self.emulator.as_ref()
+    }
+
     /// A fresh namespace `e2e-<test>-<random>`, deleted by [`TestNamespace::cleanup`].
     pub async fn namespace(&self, test: &str) -> Result<TestNamespace> {
         TestNamespace::create(

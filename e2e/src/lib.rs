@@ -33,6 +33,7 @@
 pub mod arm;
 pub mod client;
 pub mod cluster;
+pub mod control_plane;
 pub mod error;
 pub mod manifests;
 pub mod namespace;

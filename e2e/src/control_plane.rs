@@ -1,0 +1,307 @@
+//! The control plane as a test acts on it: outages of the API server, and the API server's
+//! request counts (`apiserver_request_total`).
+//!
+//! Against the emulator the suite causes outages itself ([`Cluster::outage`]). Against a real
+//! cluster it cannot (restarting kube-apiserver is the cluster's business, done out of band):
+//! [`Cluster::outage`] then fails with [`OutageUnsupported`], whose message says what to do
+//! instead, and [`Cluster::outage_or_skip`] prints that reason and returns
+//! [`OutageStep::Skipped`], so a test skips only the step that needs the outage, visibly.
+//! With `E2E_REQUIRE_OUTAGES` set, a skip is an error instead (for a run that must exercise
+//! every outage).
+//!
+//! ```ignore
+//! match env.cluster.outage_or_skip("my_test", Outage::Restart { downtime }).await? {
+//!     OutageStep::Done => { /* assert the operator recovered */ }
+//!     OutageStep::Skipped(_) => {} // printed; the rest of the test still runs
+//! }
+//! ```
+//!
+//! Depends on `error`, `cluster` and `wait`.
+
+use std::{fmt, time::Duration};
+
+use anyhow::Context as _;
+use kube_emulator::{RequestCounts, RequestLabels};
+
+use crate::{
+    cluster::Cluster,
+    error::Result,
+    wait::{Check, poll_until},
+};
+
+/// Environment variable that turns a skipped outage step into a failure.
+pub const REQUIRE_OUTAGES_ENV: &str = "E2E_REQUIRE_OUTAGES";
+
+/// An outage of the API server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outage {
+    /// kube-apiserver restarts over its etcd: every connection and watch is cut, connection
+    /// attempts are refused for `downtime`, then it serves again with every object,
+    /// resourceVersion and uid kept, a fresh watch cache (a watch resuming from an older
+    /// resourceVersion gets 410 Gone and the client relists) and fresh metrics.
+    Restart { downtime: Duration },
+    /// Every open connection, watches included, is cut; the API server keeps serving and its
+    /// watch cache, so watches resume.
+    DropConnections,
+    /// Connection attempts are refused, and open connections cut, for `duration`; the API
+    /// server "process" lives on, so watches resume afterwards.
+    Refuse { duration: Duration },
+}
+
+impl fmt::Display for Outage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outage::Restart { downtime } => {
+                write!(f, "an API server restart ({downtime:?} down)")
+            }
+            Outage::DropConnections => write!(f, "dropping the API server's connections"),
+            Outage::Refuse { duration } => {
+                write!(f, "the API server refusing connections for {duration:?}")
+            }
+        }
+    }
+}
+
+/// Why an outage cannot be caused from the suite, and what to do instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutageUnsupported {
+    pub outage: Outage,
+}
+
+impl fmt::Display for OutageUnsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} is not supported against a real cluster: cause it out of band while the test \
+             waits (kind: `docker restart <cluster>-control-plane`; a managed cluster: its \
+             provider's control-plane restart), or run the test against the emulator (unset \
+             E2E_KUBECONFIG)",
+            self.outage
+        )
+    }
+}
+
+impl std::error::Error for OutageUnsupported {}
+
+/// How a test step that needs an outage went.
+#[must_use = "a skipped outage step must be handled: skip what depends on it"]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutageStep {
+    /// The outage happened and the API server serves again.
+    Done,
+    /// The outage cannot be caused here (the reason was printed).
+    Skipped(OutageUnsupported),
+}
+
+impl Cluster {
+    /// Whether the suite can cause `outage` on this cluster: yes on the emulator, no on a real
+    /// cluster (the error says what to do instead).
+    pub fn outage_support(&self, outage: Outage) -> std::result::Result<(), OutageUnsupported> {
+        match self.emulator() {
+            Some(_) => Ok(()),
+            None => Err(OutageUnsupported { outage }),
+        }
+    }
+
+    /// Causes `outage` and returns once the API server serves again. Fails with
+    /// [`OutageUnsupported`] (downcast the error to tell) against a real cluster.
+    pub async fn outage(&self, outage: Outage) -> Result<()> {
+        let Some(emulator) = self.emulator() else {
+            return Err(OutageUnsupported { outage }.into());
+        };
+        match outage {
+            Outage::Restart { downtime } => emulator.restart(downtime).await,
+            Outage::DropConnections => {
+                emulator.drop_connections();
+                Ok(())
+            }
+            Outage::Refuse { duration } => emulator.refuse_for(duration).await,
+        }
+        .with_context(|| format!("cannot cause {outage}"))
+    }
+
+    /// [`Cluster::outage`] where possible; otherwise prints why `test` skips this step and
+    /// returns [`OutageStep::Skipped`] (or fails, with [`REQUIRE_OUTAGES_ENV`] set).
+    pub async fn outage_or_skip(&self, test: &str, outage: Outage) -> Result<OutageStep> {
+        match self.outage_support(outage) {
+            Ok(()) => {
+                self.outage(outage).await?;
+                Ok(OutageStep::Done)
+            }
+            Err(unsupported) => {
+                if std::env::var_os(REQUIRE_OUTAGES_ENV).is_some_and(|v| !v.is_empty()) {
+                    return Err(anyhow::Error::new(unsupported)
+                        .context(format!("{test}: {REQUIRE_OUTAGES_ENV} is set")));
+                }
+                eprintln!("SKIPPED STEP in {test}: {unsupported}");
+                Ok(OutageStep::Skipped(unsupported))
+            }
+        }
+    }
+
+    /// Waits until the API server answers `/readyz` (after an outage caused out of band).
+    pub async fn wait_until_serving(&self, timeout: Duration) -> Result<()> {
+        let client = self.client();
+        poll_until("the API server to serve /readyz", timeout, || {
+            let client = client.clone();
+            async move {
+                let request = http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .context("cannot build the /readyz request")?;
+                Ok(match client.request_text(request).await {
+                    Ok(_) => Check::Done(()),
+                    Err(e) => Check::NotYet(format!("{e}")),
+                })
+            }
+        })
+        .await
+    }
+
+    /// The API server's `apiserver_request_total`: the emulator's counters, or a scrape of a
+    /// real API server's `/metrics` (needs `get` on the non-resource URL `/metrics`; with
+    /// several API servers, the one answering; counting every client, controllers included).
+    pub async fn api_request_counts(&self) -> Result<RequestCounts> {
+        if let Some(emulator) = self.emulator() {
+            return Ok(emulator.request_counts());
+        }
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .context("cannot build the /metrics request")?;
+        let text = self
+            .client()
+            .request_text(request)
+            .await
+            .context("GET /metrics from the API server")?;
+        Ok(parse_request_counts(&text))
+    }
+}
+
+/// The `apiserver_request_total` series of a Prometheus text exposition.
+pub fn parse_request_counts(exposition: &str) -> RequestCounts {
+    // Lines from a &str never fail to read, so neither does the parse.
+    let samples = prometheus_parse::Scrape::parse(exposition.lines().map(|l| Ok(l.to_string())))
+        .map(|s| s.samples)
+        .unwrap_or_default();
+    samples
+        .into_iter()
+        .filter(|s| s.metric == kube_emulator::REQUEST_TOTAL)
+        .filter_map(|s| {
+            let n = match s.value {
+                prometheus_parse::Value::Counter(n) | prometheus_parse::Value::Untyped(n) => n,
+                _ => return None,
+            };
+            let label = |k: &str| s.labels.get(k).unwrap_or_default().to_string();
+            let labels = RequestLabels {
+                verb: label("verb"),
+                dry_run: label("dry_run"),
+                group: label("group"),
+                version: label("version"),
+                resource: label("resource"),
+                subresource: label("subresource"),
+                scope: label("scope"),
+                component: label("component"),
+                code: label("code"),
+            };
+            // Counters are integers; the exposition writes them as floats.
+            Some((labels, n.max(0.0).round() as u64))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_kube_apiserver_scrape() {
+        let text = "\
+# HELP apiserver_request_total [STABLE] Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.
+# TYPE apiserver_request_total counter
+apiserver_request_total{code=\"200\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"configmaps\",scope=\"namespace\",subresource=\"\",verb=\"LIST\",version=\"v1\"} 7
+apiserver_request_total{code=\"201\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"serviceaccounts\",scope=\"resource\",subresource=\"token\",verb=\"POST\",version=\"v1\"} 2
+# TYPE other_total counter
+other_total 5
+";
+        let counts = parse_request_counts(text);
+        assert_eq!(counts.total(), 9);
+        assert_eq!(
+            counts
+                .sum(|l| l.verb == "LIST" && l.resource == "configmaps" && l.scope == "namespace"),
+            7
+        );
+        assert_eq!(
+            counts.sum(|l| l.subresource == "token" && l.code == "201"),
+            2
+        );
+    }
+
+    /// Every outage through the harness: on the emulator each happens and the API serves
+    /// again; on a real cluster each is refused with the reason, and the step is skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outages_happen_on_the_emulator_and_are_skipped_visibly_elsewhere() {
+        use k8s_openapi::api::core::v1::Namespace;
+        use kube::api::{Api, ListParams};
+
+        let cluster = Cluster::connect().await.expect("cluster");
+        let namespaces: Api<Namespace> = Api::all(cluster.client());
+        for outage in [
+            Outage::Restart {
+                downtime: Duration::from_millis(200),
+            },
+            Outage::DropConnections,
+            Outage::Refuse {
+                duration: Duration::from_millis(200),
+            },
+        ] {
+            match cluster.outage_support(outage) {
+                Ok(()) => {
+                    let step = cluster
+                        .outage_or_skip("control_plane::tests", outage)
+                        .await
+                        .expect("outage");
+                    assert_eq!(step, OutageStep::Done);
+                }
+                Err(unsupported) => {
+                    let e = cluster.outage(outage).await.expect_err("unsupported");
+                    assert_eq!(e.downcast_ref::<OutageUnsupported>(), Some(&unsupported));
+                    if std::env::var_os(REQUIRE_OUTAGES_ENV).is_none() {
+                        let step = cluster
+                            .outage_or_skip("control_plane::tests", outage)
+                            .await
+                            .expect("skipped");
+                        assert_eq!(step, OutageStep::Skipped(unsupported));
+                    }
+                }
+            }
+            cluster
+                .wait_until_serving(Duration::from_secs(30))
+                .await
+                .expect("serving");
+            namespaces
+                .list(&ListParams::default())
+                .await
+                .expect("the API answers after the outage");
+        }
+        let counts = cluster.api_request_counts().await.expect("counts");
+        assert!(
+            counts.sum(|l| l.verb == "LIST" && l.resource == "namespaces") >= 1,
+            "{counts:?}"
+        );
+        cluster.shutdown().await;
+    }
+
+    #[test]
+    fn the_unsupported_message_says_what_to_do() {
+        let text = OutageUnsupported {
+            outage: Outage::Restart {
+                downtime: Duration::from_secs(2),
+            },
+        }
+        .to_string();
+        assert!(
+            text.contains("not supported against a real cluster: "),
+            "{text}"
+        );
+        assert!(text.contains("out of band"), "{text}");
+    }
+}

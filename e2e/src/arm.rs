@@ -229,6 +229,9 @@ pub fn sorted(mut credentials: Vec<StoredCredential>) -> Vec<StoredCredential> {
     credentials
 }
 
+/// Client id of [`OtherClient`], a trusted caller of the fake Entra.
+pub const OTHER_CLIENT_ID: &str = "0f0f0f0f-1111-4222-8333-444444444444";
+
 /// Another ARM client (not the operator): exchanges its own assertion at the fake Entra and
 /// calls ARM like `az identity federated-credential delete` would.
 pub struct OtherClient {
@@ -243,18 +246,29 @@ impl OtherClient {
         Self::sign_in_at(&fake.url()).await
     }
 
-    /// Sign in at the fake token endpoint served at `base`.
+    /// Sign in at the fake token endpoint served at `base`. Its assertion is not a real token,
+    /// so it first makes its client id a trusted caller through the fake's admin API.
     pub async fn sign_in_at(base: &str) -> Result<Self> {
         let base = base.trim_end_matches('/').to_string();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .context("cannot build an HTTP client")?;
+        let trust = format!("{base}/_fake/entra/trusted-clients");
+        let trusted = http
+            .post(&trust)
+            .json(&json!({ "clientId": OTHER_CLIENT_ID }))
+            .send()
+            .await
+            .with_context(|| format!("POST {trust}"))?;
+        if !trusted.status().is_success() {
+            bail!("POST {trust}: {}", trusted.status());
+        }
         let url = format!("{base}/{TENANT_ID}/oauth2/v2.0/token");
         let scope = format!("{base}/.default");
         let form = [
             ("grant_type", "client_credentials"),
-            ("client_id", "0f0f0f0f-1111-4222-8333-444444444444"),
+            ("client_id", OTHER_CLIENT_ID),
             ("scope", scope.as_str()),
             (
                 "client_assertion_type",

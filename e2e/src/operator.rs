@@ -77,11 +77,17 @@ pub const OPERATOR_CLIENT_ID: &str = "5b0e6c8a-3f1d-4e2b-9a7c-1d2e3f4a5b6c";
 
 impl ArmSettings {
     /// Settings for the fake ARM + Entra at `fake`, with a fresh random token file content.
+    /// The token file is not a real service account token, so the operator's client id is
+    /// made a trusted caller of the fake Entra (its assertion is accepted unread); every other
+    /// client's assertion is verified.
     pub fn for_fake(fake: &FakeArm) -> Self {
+        fake.trust_client(OPERATOR_CLIENT_ID);
         Self::for_url(&fake.url())
     }
 
-    /// Settings for a fake ARM + Entra served at `url` (both endpoints share it).
+    /// Settings for a fake ARM + Entra served at `url` (both endpoints share it). A fake
+    /// started as a process must trust [`OPERATOR_CLIENT_ID`] itself (`fake-arm
+    /// --trusted-client-id`).
     pub fn for_url(url: &str) -> Self {
         let url = url.trim_end_matches('/');
         ArmSettings {

@@ -1,5 +1,6 @@
-//! The admin (test-control) API over HTTP, under `/_fake/`, for the `fake-arm` binary: the same
-//! operations the Rust methods on [`FakeArm`](crate::FakeArm) offer in-process.
+//! The admin (test-control) API over HTTP, under `/_fake/` of the ARM listener, for the
+//! `fake-arm` binary: the same operations the Rust methods on [`FakeArm`](crate::FakeArm) offer
+//! in-process.
 //!
 //! | route | does |
 //! |---|---|
@@ -9,8 +10,21 @@
 //! | `GET/DELETE /_fake/calls` | call counters / reset them |
 //! | `PUT /_fake/config` | [`FakeConfig`] knobs |
 //! | `GET /_fake/token-requests` | requests the token endpoint accepted |
+//! | `POST /_fake/entra/trusted-clients` `{clientId}` | [`FakeArm::trust_client`] |
+//! | `POST /_fake/entra/applications` `{clientId}` | [`FakeArm::register_application`] |
+//! | `DELETE /_fake/entra/applications/{clientId}` | [`FakeArm::remove_application`] (404 if absent) |
+//! | `GET/POST/DELETE /_fake/entra/applications/{clientId}/federated-credentials` | list / [`FakeArm::register_federated_credential`] `{issuer, subject, audience}` / [`FakeArm::unregister_federated_credential`] `{issuer, subject}` |
+//! | `PUT /_fake/entra/applications/{clientId}/propagation-delay` `{milliseconds}` | [`FakeArm::set_propagation_delay`] |
+//! | `POST /_fake/entra/trusted-cas` (PEM body) | [`FakeArm::trust_issuer_ca_pem`] (400 if not a certificate) |
+//! | `GET/POST /_fake/entra/insecure-issuers` `{issuer, fetchBase}` | list / [`FakeArm::allow_insecure_issuer`] |
+//! | `GET /_fake/devops` | organizations with their members and repositories |
+//! | `PUT /_fake/devops/organizations/{org}` `{tenantId}` | [`FakeArm::create_devops_organization`] |
+//! | `POST /_fake/devops/repositories` `{organization, project, repository}` | [`FakeArm::create_devops_repository`] |
+//! | `POST/DELETE /_fake/devops/members` `{organization, clientId}` | [`FakeArm::add_devops_member`] / [`FakeArm::remove_devops_member`] (404 if not a member) |
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -19,9 +33,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+#[cfg(doc)]
+use crate::FakeArm;
 use crate::error::parent_not_found;
 use crate::model::{
-    CallCounts, FakeConfig, Fault, IdentityRef, StoredCredential, TokenRequestRecord,
+    CallCounts, FakeConfig, Fault, FederatedCredential, IdentityRef, StoredCredential,
+    TokenRequestRecord,
 };
 use crate::state::Shared;
 
@@ -120,4 +137,220 @@ pub(crate) async fn token_requests(
     State(shared): State<Arc<Shared>>,
 ) -> Json<Vec<TokenRequestRecord>> {
     Json(shared.lock().token_requests.clone())
+}
+
+/// `{clientId}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ClientIdBody {
+    client_id: String,
+}
+
+pub(crate) async fn trust_client(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<ClientIdBody>,
+) -> StatusCode {
+    shared.lock().trust_client(&body.client_id);
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn register_application(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<ClientIdBody>,
+) -> StatusCode {
+    shared.lock().register_application(&body.client_id);
+    StatusCode::CREATED
+}
+
+pub(crate) async fn remove_application(
+    State(shared): State<Arc<Shared>>,
+    Path(client_id): Path<String>,
+) -> StatusCode {
+    if shared.lock().remove_application(&client_id) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+pub(crate) async fn registered_credentials(
+    State(shared): State<Arc<Shared>>,
+    Path(client_id): Path<String>,
+) -> Response {
+    match shared.lock().registered_credentials(&client_id) {
+        Some(credentials) => Json(credentials).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+pub(crate) async fn register_credential(
+    State(shared): State<Arc<Shared>>,
+    Path(client_id): Path<String>,
+    Json(credential): Json<FederatedCredential>,
+) -> StatusCode {
+    shared.lock().register_credential(&client_id, credential);
+    StatusCode::CREATED
+}
+
+/// `{issuer, subject}`: which registered credential to remove.
+#[derive(Debug, Deserialize)]
+pub(crate) struct IssuerSubject {
+    issuer: String,
+    subject: String,
+}
+
+pub(crate) async fn unregister_credential(
+    State(shared): State<Arc<Shared>>,
+    Path(client_id): Path<String>,
+    Json(body): Json<IssuerSubject>,
+) -> StatusCode {
+    if shared
+        .lock()
+        .unregister_credential(&client_id, &body.issuer, &body.subject)
+    {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+/// `{milliseconds}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Delay {
+    milliseconds: u64,
+}
+
+pub(crate) async fn propagation_delay(
+    State(shared): State<Arc<Shared>>,
+    Path(client_id): Path<String>,
+    Json(body): Json<Delay>,
+) -> StatusCode {
+    shared
+        .lock()
+        .set_propagation_delay(&client_id, Duration::from_millis(body.milliseconds));
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn trusted_ca(State(shared): State<Arc<Shared>>, pem: String) -> Response {
+    match shared.lock().entra.trust.add_ca_pem(&pem) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+/// `{issuer, fetchBase}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct InsecureIssuer {
+    issuer: String,
+    fetch_base: String,
+}
+
+pub(crate) async fn allow_insecure_issuer(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<InsecureIssuer>,
+) -> StatusCode {
+    shared
+        .lock()
+        .entra
+        .trust
+        .allow_insecure(&body.issuer, &body.fetch_base);
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn insecure_issuers(
+    State(shared): State<Arc<Shared>>,
+) -> Json<BTreeMap<String, String>> {
+    Json(shared.lock().entra.trust.insecure_issuers().clone())
+}
+
+pub(crate) async fn devops(State(shared): State<Arc<Shared>>) -> Response {
+    let summary = shared.lock().devops_summary();
+    let body: BTreeMap<String, serde_json::Value> = summary
+        .into_iter()
+        .map(|(name, (members, repositories))| {
+            (
+                name,
+                json!({"members": members, "repositories": repositories}),
+            )
+        })
+        .collect();
+    Json(body).into_response()
+}
+
+/// `{tenantId}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Tenant {
+    tenant_id: String,
+}
+
+pub(crate) async fn devops_organization(
+    State(shared): State<Arc<Shared>>,
+    Path(organization): Path<String>,
+    Json(body): Json<Tenant>,
+) -> StatusCode {
+    shared
+        .lock()
+        .devops_organization(&organization, Some(&body.tenant_id));
+    StatusCode::NO_CONTENT
+}
+
+/// `{organization, project, repository}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Repository {
+    organization: String,
+    project: String,
+    repository: String,
+}
+
+pub(crate) async fn devops_repository(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<Repository>,
+) -> StatusCode {
+    shared
+        .lock()
+        .devops_organization(&body.organization, None)
+        .repositories
+        .insert((
+            body.project.to_ascii_lowercase(),
+            body.repository.to_ascii_lowercase(),
+        ));
+    StatusCode::CREATED
+}
+
+/// `{organization, clientId}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Member {
+    organization: String,
+    client_id: String,
+}
+
+pub(crate) async fn add_devops_member(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<Member>,
+) -> StatusCode {
+    shared
+        .lock()
+        .devops_organization(&body.organization, None)
+        .members
+        .insert(body.client_id.to_ascii_lowercase());
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn remove_devops_member(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<Member>,
+) -> StatusCode {
+    let removed = shared
+        .lock()
+        .devops
+        .get_mut(&body.organization.to_ascii_lowercase())
+        .is_some_and(|o| o.members.remove(&body.client_id.to_ascii_lowercase()));
+    if removed {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
 }

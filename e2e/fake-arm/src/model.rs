@@ -66,6 +66,72 @@ pub fn limit_error_message() -> String {
     )
 }
 
+/// The Azure Resource Manager resource identifiers the fake Entra issues ARM tokens for (a
+/// scope is `<resource>/.default`), besides the fake's own base URL, which the operator uses
+/// as its ARM endpoint in tests. The ARM routes accept only tokens issued for one of these.
+pub const ARM_RESOURCES: &[&str] = &[
+    "https://management.azure.com",
+    "https://management.core.windows.net",
+];
+
+/// The resource (application id) of Azure DevOps: a token for the scope
+/// `499b84ac-1321-427f-aa17-267ca6975798/.default` is what the Azure DevOps Git endpoint
+/// accepts.
+pub const DEVOPS_RESOURCE: &str = "499b84ac-1321-427f-aa17-267ca6975798";
+
+/// `client_assertion_type` of a federated (JWT bearer) client assertion.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The AADSTS codes the fake Entra answers with (in `error_codes`), named. What each means,
+/// its status and where the code and text come from: the table in the token endpoint's error
+/// module (`src/entra/errors.rs`) and the crate README.
+pub mod aadsts {
+    /// A required form parameter is missing (or the body is not a form).
+    pub const MISSING_PARAMETER: u32 = 900144;
+    /// `grant_type` is not `client_credentials`.
+    pub const UNSUPPORTED_GRANT_TYPE: u32 = 70003;
+    /// The assertion is not a well-formed JWT with `iss`, `sub`, `aud` and `exp` (also: a wrong
+    /// `client_assertion_type`).
+    pub const INVALID_JWT: u32 = 50027;
+    /// The assertion is not signed with RS256.
+    pub const UNSUPPORTED_SIGNING_ALGORITHM: u32 = 5002730;
+    /// The scope does not end in `/.default`.
+    pub const SCOPE_WITHOUT_DEFAULT: u32 = 1002012;
+    /// No application (identity) with this client id in the directory.
+    pub const APPLICATION_NOT_FOUND: u32 = 700016;
+    /// The scope names a resource the directory does not know.
+    pub const RESOURCE_NOT_FOUND: u32 = 500011;
+    /// No federated credential with the assertion's issuer.
+    pub const NO_MATCHING_ISSUER: u32 = 700211;
+    /// No federated credential with the assertion's audience (issuer and subject match).
+    pub const NO_MATCHING_AUDIENCE: u32 = 700212;
+    /// No federated credential with the assertion's subject (the issuer matches).
+    pub const NO_MATCHING_SUBJECT: u32 = 700213;
+    /// As [`NO_MATCHING_SUBJECT`], but a subject matches when case is ignored.
+    pub const SUBJECT_CASE_MISMATCH: u32 = 7002138;
+    /// "No matching federated identity record found for presented assertion": the fake answers
+    /// it while a matching credential is still propagating.
+    pub const NO_MATCHING_FEDERATED_IDENTITY_RECORD: u32 = 70021;
+    /// Entra could not fetch or use the issuer's OIDC discovery document or JWKS.
+    pub const EXTERNAL_OIDC_ENDPOINT_FAILED: u32 = 50166;
+    /// The assertion's `kid` is not in the issuer's JWKS.
+    pub const SIGNING_KEY_NOT_FOUND: u32 = 7000272;
+    /// The assertion's signature does not verify.
+    pub const INVALID_SIGNATURE: u32 = 700027;
+    /// The assertion has expired (or is not valid yet).
+    pub const ASSERTION_OUTSIDE_VALIDITY: u32 = 700024;
+
+    /// Every code the federation checks answer with when issuer, subject, audience or
+    /// propagation do not match (what an operator reports as a federation mismatch).
+    pub const FEDERATION_MISMATCH: &[u32] = &[
+        NO_MATCHING_FEDERATED_IDENTITY_RECORD,
+        NO_MATCHING_ISSUER,
+        NO_MATCHING_AUDIENCE,
+        NO_MATCHING_SUBJECT,
+        SUBJECT_CASE_MISMATCH,
+    ];
+}
+
 /// One kind of call the fake serves; used for counters and fault injection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,6 +166,9 @@ pub struct CallCounts {
     pub other: u64,
     /// Writes rejected with 409 because another write to the same identity was in flight.
     pub conflicts: u64,
+    /// Requests to the fake Azure DevOps Git endpoint (any answer).
+    #[serde(default)]
+    pub git: u64,
 }
 
 impl CallCounts {
@@ -283,6 +352,50 @@ pub struct TokenRequestRecord {
     pub client_assertion: String,
 }
 
+/// What an access token the fake Entra issued is for (see
+/// [`FakeArm::issued_token`](crate::FakeArm::issued_token)). The token string itself is
+/// JWT-shaped and carries the same facts as claims (`aud`, `appid`, `tid`), but only the fake
+/// can tell whether it is valid: it checks its own record, so revocation works.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedToken {
+    /// The tenant of the token endpoint's path.
+    pub tenant: String,
+    /// The `client_id` the token was issued to.
+    pub client_id: String,
+    /// The resource the token is for: the scope without `/.default` (and without a trailing
+    /// `/`), e.g. `https://management.azure.com` or [`DEVOPS_RESOURCE`].
+    pub resource: String,
+    /// `iss` of the client assertion it was exchanged for; `None` for a trusted caller
+    /// ([`FakeArm::trust_client`](crate::FakeArm::trust_client)), whose assertion is not read.
+    pub assertion_issuer: Option<String>,
+    /// `sub` of the client assertion it was exchanged for; `None` for a trusted caller.
+    pub assertion_subject: Option<String>,
+}
+
+/// A federated identity credential as Entra matches it: exactly one audience, and issuer,
+/// subject and audience compared byte for byte.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FederatedCredential {
+    pub issuer: String,
+    pub subject: String,
+    pub audience: String,
+}
+
+impl FederatedCredential {
+    pub fn new(
+        issuer: impl Into<String>,
+        subject: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Self {
+        FederatedCredential {
+            issuer: issuer.into(),
+            subject: subject.into(),
+            audience: audience.into(),
+        }
+    }
+}
+
 /// Knobs, settable over HTTP with `PUT /_fake/config` (absent fields are left unchanged).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -294,6 +407,11 @@ pub struct FakeConfig {
     /// `expires_in` advertised by the token endpoint. Issued tokens stay valid at the fake
     /// regardless, so a test can force client-side refreshes without getting 401s.
     pub token_expires_in: Option<u64>,
+    /// Answer AADSTS70021 as `401 invalid_client` (as Entra did in 2023) instead of
+    /// `400 invalid_request` (as it did in 2022, the default). Either way the code is in
+    /// `error_codes`, which is what a client must read.
+    #[serde(default)]
+    pub no_match_as_unauthorized: Option<bool>,
 }
 
 #[cfg(test)]

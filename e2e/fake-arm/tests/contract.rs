@@ -19,8 +19,13 @@ struct Client {
     token: String,
 }
 
+/// The client id of the contract tests' ARM client. Its assertion is not a real token, so the
+/// fake trusts it (as the e2e harness trusts the operator's own identity).
+const ARM_CLIENT: &str = "client-1";
+
 impl Client {
     async fn new(fake: &FakeArm) -> Client {
+        fake.trust_client(ARM_CLIENT);
         let http = reqwest::Client::new();
         let base = fake.url();
         let resp = http
@@ -89,7 +94,7 @@ impl Client {
 
 fn token_form(assertion: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("client_id", "client-1".to_string()),
+        ("client_id", ARM_CLIENT.to_string()),
         ("scope", "https://management.azure.com/.default".to_string()),
         ("grant_type", "client_credentials".to_string()),
         (
@@ -133,6 +138,7 @@ async fn token_endpoint_validates_the_client_assertion_request() {
         assert_eq!(body["error"], error, "{field}={value}");
     }
     assert!(fake.issued_tokens().is_empty());
+    fake.trust_client(ARM_CLIENT);
     let ok = http
         .post(&url)
         .form(&token_form("the-assertion"))

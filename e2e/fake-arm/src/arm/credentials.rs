@@ -199,6 +199,7 @@ pub(crate) fn delete(state: &mut FakeState, path: &ArmPath) -> Result<Outcome, A
     }
     let until = claim_write(identity, calls, window)?;
     identity.credentials.remove(&key);
+    identity.written.remove(&key);
     Ok(Outcome::After(until, StatusCode::OK.into_response()))
 }
 

@@ -1,7 +1,8 @@
 //! The ARM API: every request that is not the token endpoint or the admin API. Routes a
 //! request to the identity or its federated identity credentials, after the checks every ARM
 //! call gets, in ARM's order: the call is counted, the bearer token must be one the fake token
-//! endpoint issued, an injected fault is served, and the `api-version` must serve the resource.
+//! endpoint issued for an ARM resource, an injected fault is served, and the `api-version`
+//! must serve the resource.
 
 mod credentials;
 mod identity;
@@ -172,14 +173,22 @@ fn check_auth(state: &FakeState, headers: &HeaderMap) -> Result<(), ArmFault> {
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .unwrap_or("");
-    if state.tokens.contains(token) {
-        Ok(())
-    } else {
-        Err(ArmFault::new(
+    match state.tokens.get(token) {
+        Some(issued) if state.is_arm_resource(&issued.resource) => Ok(()),
+        // ARM's answer to a valid token for another resource (e.g. an Azure DevOps token).
+        Some(issued) => Err(ArmFault::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationTokenAudience",
+            format!(
+                "The access token has been obtained for wrong audience or resource '{}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'.",
+                issued.resource
+            ),
+        )),
+        None => Err(ArmFault::new(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationToken",
             "The access token is invalid.",
-        ))
+        )),
     }
 }
 

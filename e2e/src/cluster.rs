@@ -46,9 +46,12 @@ pub fn shared_dir() -> PathBuf {
 }
 
 /// The upstream CRDs the suite installs after ours, as paths for [`tenant_identity_upstream`].
-pub const UPSTREAM_CRDS: [&str; 4] = [
+/// Flux's HelmRelease is read, never written, by the operator (the vcluster release); the suite
+/// plays it ([`crate::simulate`]).
+pub const UPSTREAM_CRDS: [&str; 5] = [
     "flux/source.toolkit.fluxcd.io_gitrepositories.yaml",
     "flux/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
+    "flux/helm.toolkit.fluxcd.io_helmreleases.yaml",
     "aso/managedidentity.azure.com_federatedidentitycredentials.yaml",
     "aso/managedidentity.azure.com_userassignedidentities.yaml",
 ];

@@ -41,6 +41,11 @@ pub fn kustomization() -> ApiResource {
     ChildKind::Kustomization.api_resource()
 }
 
+/// Flux's HelmRelease: the vcluster release, which the operator reads and never writes.
+pub fn helm_release() -> ApiResource {
+    tenant_identity_crd::kinds::ObservedKind::VirtualClusterRelease.api_resource()
+}
+
 pub fn dynamic(client: &Client, ns: &str, resource: &ApiResource) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, resource)
 }

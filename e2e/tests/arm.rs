@@ -29,14 +29,19 @@ fn condition_text(ti: &TenantIdentity, type_: &str) -> String {
         .unwrap_or_else(|| format!("no {type_} condition"))
 }
 
+/// Wait until `name` is Ready. PerServiceAccount tenants need their host ServiceAccounts, which
+/// vcluster's syncer creates once the tenant created the virtual ones: that is played here (ARM
+/// needs no other simulation).
 async fn wait_ready(env: &TestEnv, name: &str) -> TenantIdentity {
-    wait_for(
-        &tenants(&env.client, env.ns()),
-        name,
-        "Ready=True",
-        DEFAULT_TIMEOUT,
-        is_ready,
-    )
+    let api = tenants(&env.client, env.ns());
+    poll_until(&format!("{name} Ready=True"), DEFAULT_TIMEOUT, || async {
+        let ti = api.get(name).await?;
+        if is_ready(&ti) {
+            return Ok(Check::Done(ti));
+        }
+        simulate::vcluster_syncs_service_accounts(&env.client, env.ns(), &ti).await?;
+        Ok(Check::NotYet(condition_text(&ti, "Ready")))
+    })
     .await
     .unwrap()
 }

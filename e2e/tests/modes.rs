@@ -327,8 +327,52 @@ async fn per_service_account_mode() {
         "values.yaml"
     );
 
-    // No host ServiceAccount to annotate in this mode: host sync is done once published.
+    // Until vcluster syncs the virtual ServiceAccounts, host sync waits for them; then each host
+    // ServiceAccount, under the name vcluster gives it (the upstream vectors), gets the identity
+    // annotations the AKS webhook reads.
     let tis = tenants(&client, &ns);
+    wait_for(
+        &tis,
+        "payments",
+        "HostSyncReady=False reason=ServiceAccountsNotSynced",
+        DEFAULT_TIMEOUT,
+        |t| {
+            has_condition(
+                t,
+                "HostSyncReady",
+                "False",
+                Some("ServiceAccountsNotSynced"),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let sas = service_accounts(&client, &ns);
+    for (name, vns, vc, host) in [
+        (
+            plain.0.to_string(),
+            plain.1.to_string(),
+            plain.2.to_string(),
+            plain.3.to_string(),
+        ),
+        hashed.clone(),
+    ] {
+        simulate::vcluster_synced_service_account(&client, &ns, &vc, &vns, &name, &host)
+            .await
+            .unwrap();
+        wait_for(
+            &sas,
+            &host,
+            "the identity annotations",
+            DEFAULT_TIMEOUT,
+            |sa| {
+                sa.annotations().contains_key(CLIENT_ID_ANNOTATION)
+                    && sa.annotations().contains_key(TENANT_ID_ANNOTATION)
+            },
+        )
+        .await
+        .unwrap();
+    }
     wait_for(
         &tis,
         "payments",

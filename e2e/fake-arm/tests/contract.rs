@@ -831,3 +831,74 @@ async fn admin_http_api_creates_identities_with_a_client_id() {
         .expect("json");
     assert_eq!(calls["getIdentity"], 1);
 }
+
+#[tokio::test]
+async fn binary_trusts_the_named_clients_and_writes_the_devops_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url_file = dir.path().join("url");
+    let devops_file = dir.path().join("devops-url");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fake-arm"))
+        .args(["--url-out"])
+        .arg(&url_file)
+        .arg("--devops-url-out")
+        .arg(&devops_file)
+        .args([
+            "--trusted-client-id",
+            "operator-client",
+            "--insecure-issuer",
+            "https://oidc.emulator.local/=http://127.0.0.1:1",
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn fake-arm");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (url, devops) = loop {
+        if let (Ok(url), Ok(devops)) = (
+            std::fs::read_to_string(&url_file),
+            std::fs::read_to_string(&devops_file),
+        ) {
+            break (url, devops);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fake-arm never wrote its URLs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        devops.starts_with("http://127.0.0.1:") && devops != url,
+        "{devops}"
+    );
+    let http = reqwest::Client::new();
+    let token = |client: &'static str| {
+        let mut form = token_form("not-a-jwt");
+        form[0].1 = client.to_string();
+        http.post(format!("{url}/tenant-1/oauth2/v2.0/token"))
+            .form(&form)
+            .send()
+    };
+    assert_eq!(token("operator-client").await.expect("token").status(), 200);
+    let refused = token("someone-else").await.expect("token");
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error_codes"], json!([700016]));
+    let issuers: Value = http
+        .get(format!("{url}/_fake/entra/insecure-issuers"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        issuers,
+        json!({"https://oidc.emulator.local/": "http://127.0.0.1:1"})
+    );
+    let git = reqwest::get(format!(
+        "{devops}/org/p/_git/r/info/refs?service=git-upload-pack"
+    ))
+    .await
+    .expect("git");
+    assert_eq!(git.status(), 401);
+    child.kill().await.expect("kill");
+}

@@ -68,6 +68,9 @@ fn backend_for(
     token_file: &std::path::Path,
     metrics: AzureRequestMetrics,
 ) -> ArmBackend {
+    // The operator's own identity: a trusted caller of the fake Entra, whose assertion (a file
+    // of this test, not a real service-account token) is accepted unread.
+    fake.trust_client("operator-client-id");
     let mut config = ArmConfig::new("operator-client-id", "operator-tenant", token_file);
     config.arm_endpoint = fake.url();
     config.authority_host = format!("{}/", fake.url());

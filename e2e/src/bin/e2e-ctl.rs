@@ -5,12 +5,19 @@
 //! e2e-ctl create-namespace NAME...     create namespaces (idempotent)
 //! e2e-ctl apply FILE...                server-side apply every document (manager kubectl)
 //! e2e-ctl host-sa NAMESPACE VCLUSTER   create vc-workload-<vcluster> as the vcluster Helm release would
+//! e2e-ctl vcluster-release NAMESPACE VCLUSTER TENANT [CHART_VERSION]
+//!                                      apply the vcluster HelmRelease taking TENANT's sync rules and
+//!                                      report it Ready as helm-controller would
+//! e2e-ctl vcluster-sync SECONDS NAMESPACE TENANT   create the host ServiceAccounts vcluster syncs
+//!                                      from a PerServiceAccount tenant's virtual ones
 //! e2e-ctl simulate-ready NAMESPACE TI  mark credentials / GitRepository Ready as ASO / Flux would
 //! e2e-ctl converge SECONDS NAMESPACE/TI...     play ASO and Flux until each TenantIdentity is Ready
 //! e2e-ctl wait-ready SECONDS NAMESPACE/TI...   wait until each TenantIdentity is Ready
 //! e2e-ctl wait-url SECONDS URL                 wait until URL answers 2xx
 //! e2e-ctl show                         print TenantIdentities, conditions, subjects, children
-//! e2e-ctl fake-arm-identity URL SUBSCRIPTION RESOURCE_GROUP NAME     create an identity in the fake ARM
+//! e2e-ctl fake-arm-identity URL SUBSCRIPTION RESOURCE_GROUP NAME [--client-id ID]
+//!                                      create an identity in the fake ARM
+//! e2e-ctl aso-identity NAMESPACE NAME CLIENT_ID   an ASO UserAssignedIdentity reporting CLIENT_ID
 //! e2e-ctl fake-arm-credentials URL SUBSCRIPTION RESOURCE_GROUP NAME  list its federated credentials
 //! e2e-ctl fetch-upstream [PATH...]     find (or download into the cache) the pinned upstream files
 //! ```
@@ -61,6 +68,23 @@ enum Cmd {
     },
     /// Create vc-workload-<VCLUSTER> in NAMESPACE as the vcluster Helm release would.
     HostSa { namespace: String, vcluster: String },
+    /// Apply the vcluster HelmRelease VCLUSTER (valuesFrom: TENANT's sync rules ConfigMap) as the
+    /// platform's GitOps would, and report it Ready as helm-controller would.
+    VclusterRelease {
+        namespace: String,
+        vcluster: String,
+        tenant: String,
+        #[arg(default_value = "0.24.1")]
+        chart_version: String,
+    },
+    /// Create the host ServiceAccounts vcluster syncs from TENANT's virtual ones (PerServiceAccount
+    /// mode), once the TenantIdentity reports their names.
+    VclusterSync {
+        #[arg(value_parser = seconds)]
+        seconds: Duration,
+        namespace: String,
+        tenant: String,
+    },
     /// Mark a tenant's credentials and GitRepository Ready as ASO and Flux would.
     SimulateReady { namespace: String, tenant: String },
     /// Play ASO and Flux until each TenantIdentity is Ready.
@@ -87,6 +111,13 @@ enum Cmd {
     Show,
     /// Create a user-assigned identity in the fake ARM at URL.
     FakeArmIdentity(FakeArmIdentity),
+    /// Create ASO UserAssignedIdentity NAME in NAMESPACE reporting CLIENT_ID, as the platform
+    /// team and ASO would.
+    AsoIdentity {
+        namespace: String,
+        name: String,
+        client_id: String,
+    },
     /// List the federated credentials of an identity in the fake ARM at URL.
     FakeArmCredentials(FakeArmIdentity),
     /// Find the pinned upstream files, downloading what is missing into the cache.
@@ -106,6 +137,9 @@ struct FakeArmIdentity {
     subscription: String,
     resource_group: String,
     name: String,
+    /// The identity's client id (`fake-arm-identity`; default: one the fake derives).
+    #[arg(long)]
+    client_id: Option<String>,
 }
 
 impl FakeArmIdentity {
@@ -169,6 +203,17 @@ async fn run(command: Cmd) -> anyhow::Result<()> {
         Cmd::WaitUrl { seconds, url } => wait_url(seconds, &url).await,
         Cmd::FakeArmIdentity(args) => fake_arm_identity(&args).await,
         Cmd::FakeArmCredentials(args) => fake_arm_credentials(&args).await,
+        Cmd::AsoIdentity {
+            namespace,
+            name,
+            client_id,
+        } => {
+            objects::aso_identity(&client().await?, &namespace, &name, &client_id).await?;
+            println!(
+                "userassignedidentity/{name} ({namespace}) reports clientId {client_id} (as ASO would)"
+            );
+            Ok(())
+        }
         Cmd::FetchUpstream { paths } => fetch_upstream(paths).await,
         Cmd::InstallCrds => cluster::install_crds(&client().await?).await,
         Cmd::CreateNamespace { names } => create_namespaces(&client().await?, &names).await,
@@ -181,6 +226,69 @@ async fn run(command: Cmd) -> anyhow::Result<()> {
             let sa =
                 simulate::helm_workload_service_account(&client, &namespace, &vcluster).await?;
             println!("serviceaccount/{} created (by helm)", sa.name_any());
+            Ok(())
+        }
+        Cmd::VclusterRelease {
+            namespace,
+            vcluster,
+            tenant,
+            chart_version,
+        } => {
+            let client = client().await?;
+            simulate::apply_vcluster_release(
+                &client,
+                &namespace,
+                &vcluster,
+                vec![simulate::sync_rules_values_from(&tenant)],
+                json!({"sync": {"fromHost": {"nodes": {"enabled": false}}}}),
+            )
+            .await?;
+            println!(
+                "helmrelease/{vcluster} ({namespace}) applied, valuesFrom: ConfigMap {}",
+                objects::sync_rules_config_map(&tenant)
+            );
+            simulate::helm_release_ready(&client, &namespace, &vcluster, &chart_version).await?;
+            println!(
+                "helmrelease/{vcluster} ({namespace}) Ready: vcluster chart {chart_version} (as helm-controller reports it)"
+            );
+            Ok(())
+        }
+        Cmd::VclusterSync {
+            seconds,
+            namespace,
+            tenant,
+        } => {
+            let client = client().await?;
+            let api = objects::tenants(&client, &namespace);
+            let ti = poll_until(
+                &format!("TenantIdentity {namespace}/{tenant} to report its host ServiceAccounts"),
+                seconds,
+                || async {
+                    let ti = api.get(&tenant).await?;
+                    let reported = ti
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| !s.host_service_accounts.is_empty());
+                    Ok(if reported {
+                        Check::Done(ti)
+                    } else {
+                        Check::NotYet("no status.hostServiceAccounts yet".into())
+                    })
+                },
+            )
+            .await?;
+            let created =
+                simulate::vcluster_syncs_service_accounts(&client, &namespace, &ti).await?;
+            for sa in ti
+                .status
+                .iter()
+                .flat_map(|s| s.host_service_accounts.iter())
+            {
+                println!(
+                    "serviceaccount/{sa} ({namespace}) synced from the vcluster (by vcluster)"
+                );
+            }
+            println!("  {created} created");
             Ok(())
         }
         Cmd::SimulateReady {
@@ -381,10 +489,19 @@ async fn show(client: &Client) -> anyhow::Result<()> {
             }
         }
         if !status.host_service_accounts.is_empty() {
-            println!(
-                "  host service accounts: {}",
-                status.host_service_accounts.join(", ")
-            );
+            println!("  host service accounts (azure.workload.identity/client-id):");
+            let sas = objects::service_accounts(client, &ns);
+            for name in &status.host_service_accounts {
+                let annotation = match sas.get_opt(name).await? {
+                    Some(sa) => sa
+                        .annotations()
+                        .get(objects::CLIENT_ID_ANNOTATION)
+                        .cloned()
+                        .unwrap_or_else(|| "(not annotated)".into()),
+                    None => "(does not exist)".into(),
+                };
+                println!("    {name}: {annotation}");
+            }
         }
         let children = objects::children(client, &ns, &name).await?;
         println!("  children (label {}={name}):", objects::TENANT_LABEL);
@@ -439,9 +556,13 @@ fn http() -> anyhow::Result<reqwest::Client> {
 async fn fake_arm_identity(args: &FakeArmIdentity) -> anyhow::Result<()> {
     let (url, identity) = args.split();
     let endpoint = format!("{url}/_fake/identities");
+    let mut body = serde_json::to_value(&identity)?;
+    if let Some(client_id) = &args.client_id {
+        body["clientId"] = json!(client_id);
+    }
     let response = http()?
         .post(&endpoint)
-        .json(&identity)
+        .json(&body)
         .send()
         .await
         .with_context(|| format!("POST {endpoint}"))?;

@@ -52,7 +52,10 @@ fn errors_are_one_line_and_name_the_document_and_field() {
             GOOD.replace("6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f", "nope"),
             "spec.azure.clientId",
         ),
-        (GOOD.replace("clientId:", "clientID:"), "clientId"),
+        (
+            GOOD.replace("clientId:", "clientID:"),
+            "unknown field \"spec.azure.clientID\"",
+        ),
         (
             "kind: ConfigMap\napiVersion: v1\n".to_string(),
             "is not an identity.tenancy.dev/v1alpha1 TenantIdentity",
@@ -123,5 +126,45 @@ mod never_panics {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn per_service_account_prints_a_patch_per_synced_service_account() {
+    let input = r#"
+apiVersion: identity.tenancy.dev/v1alpha1
+kind: TenantIdentity
+metadata: {name: p, namespace: vc-ns}
+spec:
+  virtualCluster:
+    name: vc
+    mode: PerServiceAccount
+    serviceAccounts: [{namespace: default, name: app}, {namespace: batch, name: job}]
+  azure:
+    clientId: 6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f
+    identity: {azureServiceOperator: {name: uai}}
+"#;
+    let out = render(input, &opts()).unwrap();
+    for (host, from) in [
+        ("app-x-default-x-vc", "default/app"),
+        ("job-x-batch-x-vc", "batch/job"),
+    ] {
+        let comment = format!(
+            "# Applied to the host ServiceAccount vcluster syncs from {from} once it exists"
+        );
+        let at = out
+            .find(&comment)
+            .unwrap_or_else(|| panic!("{comment:?} in\n{out}"));
+        let doc: serde_yaml::Value = serde_yaml::Deserializer::from_str(&out[at..])
+            .next()
+            .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+            .unwrap();
+        assert_eq!(doc["kind"].as_str(), Some("ServiceAccount"));
+        assert_eq!(doc["metadata"]["name"].as_str(), Some(host));
+        assert_eq!(
+            doc["metadata"]["annotations"]["azure.workload.identity/client-id"].as_str(),
+            Some("6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f")
+        );
+        assert!(doc["metadata"].get("ownerReferences").is_none());
     }
 }

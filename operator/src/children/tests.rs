@@ -739,14 +739,16 @@ mod release {
         build(spec).0
     }
 
+    /// (plan, HelmRelease, status, reason, terminal, message parts)
+    type Case<'a> = (&'a Plan, DynamicObject, Status, &'a str, bool, Vec<&'a str>);
+
     #[test]
     fn the_release_decides_host_sync() {
         let shared = shared_plan(false);
         let deploy = shared_plan(true);
         let per_sa_plan = build(per_sa(json!([{"namespace": "default", "name": "app"}]))).0;
         let ok = || ready(2, "0.24.1");
-        // (plan, HelmRelease, status, reason, terminal, message parts)
-        let cases: Vec<(&Plan, DynamicObject, Status, &str, bool, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 &shared,
                 hr(json!({"valuesFrom": referenced()}), ok()),

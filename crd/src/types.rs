@@ -353,7 +353,10 @@ pub struct DeploySpec {
     /// The ClusterRole inside the vcluster bound to that account; default `cluster-admin`. Any
     /// name Kubernetes accepts for one (no `/`, `%`, `.` or `..`), without ASCII whitespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = "^[^/% \\t\\n\\r\\f\\v]+$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = "^[^/% \\t\\n\\r\\f\\v]+$")
+    )]
     pub cluster_role: Option<String>,
 }
 

@@ -18,6 +18,12 @@ pub const DNS1123_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// RFC 1123 subdomain (ServiceAccount names).
 pub const DNS1123_SUBDOMAIN_PATTERN: &str =
     "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// An `https://` URL (issuer, git URL) of printable ASCII, U+0021 to U+007E: no space, control,
+/// non-ASCII space, line separator or bidi character. Spelled as a character range, not as
+/// `[^\s]`, because `\s` is ASCII-only in the API server's Go regular expressions and Unicode in
+/// the operator's Rust ones: with `\s`, an NBSP or a LINE SEPARATOR passed the API server and
+/// was refused by the operator.
+pub const URL_PATTERN: &str = "^https://[!-~]+$";
 /// The token-exchange audience Entra expects unless told otherwise.
 pub const DEFAULT_AUDIENCE: &str = "api://AzureADTokenExchange";
 /// Entra allows at most 20 federated identity credentials on one identity.
@@ -153,10 +159,11 @@ pub struct AzureSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = GUID_PATTERN))]
     pub tenant_id: Option<String>,
-    /// OIDC issuer of the host cluster, written byte for byte (AKS issuers end in `/`). Defaults
-    /// to the operator's `--oidc-issuer-url`, else the API server's discovery document.
+    /// OIDC issuer of the host cluster, written byte for byte (AKS issuers end in `/`): an
+    /// `https://` URL of printable ASCII (no space, control or non-ASCII character). Defaults to
+    /// the operator's `--oidc-issuer-url`, else the API server's discovery document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048), regex(pattern = "^https://[^\\s]+$"))]
+    #[schemars(length(max = 2048), regex(pattern = URL_PATTERN))]
     pub issuer: Option<String>,
     /// Audience of the federated credentials (exactly one).
     #[serde(default = "default_audience")]
@@ -273,8 +280,9 @@ pub struct AsoIdentityRef {
 #[serde(rename_all = "camelCase")]
 pub struct GitSpec {
     /// HTTPS URL of the Azure DevOps repository (`https://dev.azure.com/<org>/<project>/_git/<repo>`
-    /// or `https://<org>.visualstudio.com/...`), without credentials or a user name.
-    #[schemars(length(max = 2048), regex(pattern = "^https://[^\\s]+$"))]
+    /// or `https://<org>.visualstudio.com/...`), without credentials or a user name; printable
+    /// ASCII (percent-encode anything else, as Azure DevOps' clone URLs do).
+    #[schemars(length(max = 2048), regex(pattern = URL_PATTERN))]
     pub url: String,
     /// What to check out; Flux's default branch when omitted.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]

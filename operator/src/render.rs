@@ -1,5 +1,11 @@
 //! `render -f FILE`: every child the operator would create for the TenantIdentities in FILE,
 //! offline, as multi-document YAML (like `helm template`), for review in pull requests.
+//!
+//! A document render accepts is one the API server accepts, and the other way round: before the
+//! operator's own validation ([`plan::validate`]: the CRD's schema and CEL rules, and what only
+//! the operator judges) it does what the API server does first ([`admission`]: strict decoding,
+//! null pruning, ObjectMeta rules, size limits). Every error is one line, with invisible and
+//! bidi characters escaped ([`escape`]).
 
 use std::fmt::Write as _;
 
@@ -25,14 +31,30 @@ pub struct RenderOptions {
     pub namespace: String,
 }
 
-/// One line saying which document and which field is wrong.
-#[derive(Debug, thiserror::Error)]
-#[error("document {document}{name}: {message}")]
+pub use admission::escape;
+
+/// One line saying which document and which field is wrong. Shown, it escapes control, bidi and
+/// other invisible characters ([`escape`]), so what the input holds is what a reader sees.
+#[derive(Debug)]
 pub struct RenderError {
     pub document: usize,
     pub name: String,
     pub message: String,
 }
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "document {}{}: {}",
+            self.document,
+            escape(&self.name),
+            escape(&self.message)
+        )
+    }
+}
+
+impl std::error::Error for RenderError {}
 
 pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderError> {
     let mut out = String::new();
@@ -44,11 +66,14 @@ pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderErro
             name,
             message,
         };
-        let value = serde_json::Value::deserialize(document)
+        // Through YAML's own value first, which refuses a key given twice (so does kubectl).
+        let yaml = serde_yaml::Value::deserialize(document)
             .map_err(|e| fail(String::new(), format!("not valid YAML: {e}")))?;
-        if value.is_null() {
+        if yaml.is_null() {
             continue;
         }
+        let mut value = serde_json::to_value(&yaml)
+            .map_err(|e| fail(String::new(), format!("not a JSON document: {e}")))?;
         let kind = value
             .get("kind")
             .and_then(|k| k.as_str())
@@ -61,13 +86,16 @@ pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderErro
             return Err(fail(
                 String::new(),
                 format!(
-                    "{api_version:?} {kind:?} is not an identity.tenancy.dev/v1alpha1 TenantIdentity"
+                    "\"{api_version}\" \"{kind}\" is not an identity.tenancy.dev/v1alpha1 TenantIdentity"
                 ),
             ));
         }
+        admission::admit(&mut value).map_err(|e| fail(String::new(), e))?;
         let mut ti: TenantIdentity = serde_path_to_error::deserialize(&value)
             .map_err(|e| fail(String::new(), format!("{}: {}", e.path(), e.inner())))?;
         if ti.metadata.namespace.is_none() {
+            admission::check_namespace(&options.namespace, "--namespace")
+                .map_err(|e| fail(String::new(), e))?;
             ti.metadata.namespace = Some(options.namespace.clone());
         }
         let label = format!(
@@ -176,6 +204,8 @@ fn push_doc(
     out.push_str(&yaml);
     Ok(())
 }
+
+mod admission;
 
 #[cfg(test)]
 mod tests;

@@ -906,6 +906,43 @@ mod release {
                 vec!["sync.toHost.namespaces.enabled", "single-namespace"],
             ),
             (
+                &shared,
+                hr(
+                    json!({"valuesFrom": referenced(), "targetNamespace": "elsewhere"}),
+                    ok(),
+                ),
+                Status::False,
+                "VirtualClusterUnsupported",
+                true,
+                vec!["into namespace elsewhere (spec.targetNamespace)"],
+            ),
+            (
+                // The TenantIdentity's own namespace as target is what it is anyway.
+                &shared,
+                hr(
+                    json!({"valuesFrom": referenced(), "targetNamespace": "vc-team-a"}),
+                    ok(),
+                ),
+                Status::True,
+                "HostSyncApplied",
+                false,
+                vec![],
+            ),
+            (
+                // An OCIRepository chart reports `<version>+<digest>`.
+                &shared,
+                hr(
+                    json!({"valuesFrom": referenced()}),
+                    json!({"observedGeneration": 2,
+                    "conditions": [condition("Ready", "True", "UpgradeSucceeded", 2)],
+                    "lastAttemptedRevision": "0.20.1+0123456789ab"}),
+                ),
+                Status::False,
+                "VirtualClusterUnsupported",
+                true,
+                vec!["chart 0.20.1+0123456789ab"],
+            ),
+            (
                 // Inline values win over valuesFrom.
                 &per_sa_plan,
                 hr(

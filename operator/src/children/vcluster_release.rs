@@ -4,15 +4,17 @@
 //!
 //! Publishing the fragment is not enough. The release must take the ConfigMap in `valuesFrom`
 //! (key `values.yaml`, merged at the root: no `targetPath`), its own `values` must not set the
-//! same keys to something else (Helm merges `valuesFrom` in order, then `values` on top, so
-//! inline values win), and it must be Ready for its current generation (helm-controller's
+//! same keys to something else (Flux's HelmRelease docs: `valuesFrom` entries are merged in the
+//! order given, later ones overwriting earlier ones, and always with a lower priority than the
+//! inline `spec.values`), and it must be Ready for its current generation (helm-controller's
 //! kstatus conditions; `Ready=Unknown` while it installs or upgrades, `Ready=False` when an
-//! action failed, `Stalled=True` when it gave up). Two setups cannot carry the identity at all:
+//! action failed, `Stalled=True` when it gave up). Some setups cannot carry the identity at all:
 //! a chart below 0.21 (vcluster rewrites pod label keys on the host there, so the AKS webhook
-//! never sees `azure.workload.identity/use`) and multi-namespace mode
-//! (`sync.toHost.namespaces.enabled`: host names then differ from the ones federated). Only the
-//! release's inline `values` are inspected; values from other `valuesFrom` sources (Secrets
-//! above all) are never read.
+//! never sees `azure.workload.identity/use`), multi-namespace mode
+//! (`sync.toHost.namespaces.enabled`: host names then differ from the ones federated) and a
+//! release installed into another namespace (`spec.targetNamespace`). Only the release's inline
+//! `values` are inspected; values from other `valuesFrom` sources (Secrets above all) are never
+//! read.
 
 use kube::{ResourceExt, api::DynamicObject};
 use serde_json::Value;
@@ -122,6 +124,20 @@ fn check(plan: &Plan, hr: &DynamicObject) -> Result<String, PartState> {
             reasons::VIRTUAL_CLUSTER_UNSUPPORTED,
             format!(
                 "{what} sets sync.toHost.namespaces.enabled: in multi-namespace mode the host ServiceAccounts are named and placed differently from the ones federated (namespace {}); run the vcluster in single-namespace mode (the default)",
+                plan.namespace
+            ),
+        ));
+    }
+    if let Some(target) = hr
+        .data
+        .pointer("/spec/targetNamespace")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty() && *t != plan.namespace)
+    {
+        return Err(PartState::failed(
+            reasons::VIRTUAL_CLUSTER_UNSUPPORTED,
+            format!(
+                "{what} installs the vcluster into namespace {target} (spec.targetNamespace): its host ServiceAccounts live there, not in {}; put the TenantIdentity in namespace {target}, or drop spec.targetNamespace",
                 plan.namespace
             ),
         ));
@@ -283,7 +299,8 @@ fn missing(plan: &Plan, accounts: &HostServiceAccounts, release: Option<&str>) -
 }
 
 /// The chart version the release runs: the latest release in `status.history`, else the last
-/// attempted one, else `spec.chart.spec.version` when it names one version (not a range).
+/// attempted one (`status.lastAttemptedRevision`, `<version>+<digest>` for an OCIRepository
+/// chart), else `spec.chart.spec.version` when it names one version (not a range).
 pub fn chart_version(hr: &DynamicObject) -> Option<String> {
     let non_empty = |v: Option<&Value>| {
         v.and_then(Value::as_str)

@@ -47,10 +47,9 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
     let tenants: Api<Guarded> = Api::all(client.clone());
     let owned = watcher::Config::default().labels(&kinds::managed_by_selector());
     let (store, writer) = reflector::store::<Guarded>();
-    let tenant_events = health.track(
-        "TenantIdentity",
-        watcher(tenants, watcher::Config::default().any_semantic()),
-    );
+    let tenant_events = health.track("TenantIdentity", move || {
+        watcher(tenants.clone(), watcher::Config::default().any_semantic())
+    });
     let mut controller = Controller::for_stream(
         reflector::reflector(writer, tenant_events).applied_objects(),
         store.clone(),
@@ -69,10 +68,9 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
             warn!(kind = %resource.kind, api_version = %resource.api_version, "kind not served; TenantIdentities that need it report DependencyMissing (restart the operator after installing it)");
             continue;
         }
-        let events = watcher(
-            Api::<PartialObjectMeta<DynamicObject>>::all_with(client.clone(), &resource),
-            owned.clone(),
-        );
+        let api = Api::<PartialObjectMeta<DynamicObject>>::all_with(client.clone(), &resource);
+        let config = owned.clone();
+        let events = move || watcher(api.clone(), config.clone());
         controller = controller.owns_stream_with(
             health.track(kind.kind_name(), events).touched_objects(),
             resource.clone(),
@@ -84,10 +82,8 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
     // synced SA, which appears when the tenant creates the virtual one), or our own `<name>-git`
     // child (`Watch::ServiceAccounts`).
     let sa_store = store.clone();
-    let sa_events = watcher(
-        Api::<ServiceAccount>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    );
+    let sa_api = Api::<ServiceAccount>::all(client.clone());
+    let sa_events = move || watcher(sa_api.clone(), watcher::Config::default().any_semantic());
     controller = controller.watches_stream(
         health.track("ServiceAccount", sa_events).touched_objects(),
         move |sa| {
@@ -119,10 +115,9 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
             continue;
         }
         let release_store = store.clone();
-        let release_events = watcher(
-            Api::<DynamicObject>::all_with(client.clone(), &resource),
-            watcher::Config::default().any_semantic(),
-        );
+        let release_api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+        let release_events =
+            move || watcher(release_api.clone(), watcher::Config::default().any_semantic());
         controller = controller.watches_stream_with(
             health
                 .track(kind.kind_name(), release_events)
@@ -148,10 +143,8 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
     }
     if services.settings.require_namespace_grant {
         let ns_store = store.clone();
-        let ns_events = watcher(
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
-        );
+        let ns_api = Api::<Namespace>::all(client.clone());
+        let ns_events = move || watcher(ns_api.clone(), watcher::Config::default().any_semantic());
         controller = controller.watches_stream(
             health.track("Namespace", ns_events).touched_objects(),
             move |ns| {

@@ -3,8 +3,8 @@
 //! kube-runtime's `Controller` merges every watch into one stream and applies one backoff to
 //! it: after an API server restart every watch reports errors (connection refused, TLS EOF, a
 //! 403 while the authorizer warms up, 410), each error re-arms the shared backoff, and no event
-//! of any watch is processed for minutes. Here every watch is backed off on its own
-//! (`default_backoff`, client-go's 0.8 s → 30 s) and its errors are counted, logged and kept out
+//! of any watch is processed for minutes. Here every watch is backed off on its own (client-go's
+//! 0.8 s → 30 s) and restarted with a fresh list, and its errors are counted, logged and kept out
 //! of the merged stream, so the shared backoff never arms and one failing watch cannot silence
 //! the others. The same bookkeeping says whether the operator is ready (every watch synced
 //! since its last error) and alive (no watch failing for longer than a bound).
@@ -16,7 +16,7 @@ use std::{
 };
 
 use futures::{Stream, StreamExt};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use tracing::{info, warn};
 
 use crate::{
@@ -105,19 +105,22 @@ impl WatchHealth {
     }
 
     /// A watch stream with its own backoff, whose errors are recorded here and never reach the
-    /// controller's merged stream.
-    pub fn track<K, S>(
+    /// controller's merged stream. After an error the watch starts afresh (a new list, then a
+    /// watch), as after a 410: kube's watcher would resume silently, and a fresh list is what
+    /// proves the stream live and synced again (`InitDone`) and repairs the cache after an outage.
+    pub fn track<K, F, S>(
         self: &Arc<Self>,
         kind: &'static str,
-        events: S,
+        watch: F,
     ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
     where
         K: Send + 'static,
+        F: Fn() -> S + Send + 'static,
         S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     {
         self.register(kind);
         let health = self.clone();
-        events.default_backoff().filter_map(move |item| {
+        restarting(watch).filter_map(move |item| {
             let result = match item {
                 Ok(event) => {
                     health.seen(kind, &event);
@@ -150,6 +153,70 @@ impl WatchHealth {
             }
         }
     }
+}
+
+/// client-go's watch backoff: 0.8 s doubling to 30 s, with jitter; reset by a completed list.
+fn watch_backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(800))
+        .with_max_delay(Duration::from_secs(30))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+struct Restarting<F, S> {
+    watch: F,
+    current: Option<std::pin::Pin<Box<S>>>,
+    backoff: backon::ExponentialBackoff,
+    delay: Option<Duration>,
+}
+
+/// `watch()` run again, after a backoff, whenever it yields an error.
+fn restarting<K, F, S>(
+    watch: F,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Send + 'static,
+    F: Fn() -> S + Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    let state = Restarting {
+        watch,
+        current: None,
+        backoff: watch_backoff(),
+        delay: None,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        loop {
+            let current = match state.current.as_mut() {
+                Some(current) => current,
+                None => {
+                    if let Some(delay) = state.delay.take() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    state.current.insert(Box::pin((state.watch)()))
+                }
+            };
+            match current.next().await {
+                Some(Ok(event)) => {
+                    if matches!(event, watcher::Event::InitDone) {
+                        state.backoff = watch_backoff();
+                    }
+                    return Some((Ok(event), state));
+                }
+                Some(Err(error)) => {
+                    state.current = None;
+                    state.delay = Some(state.backoff.next().unwrap_or(Duration::from_secs(30)));
+                    return Some((Err(error), state));
+                }
+                // A watcher does not end; if one did, start it again.
+                None => state.current = None,
+            }
+        }
+    })
 }
 
 #[cfg(test)]

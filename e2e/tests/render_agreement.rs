@@ -721,10 +721,10 @@ fn the_corpus_is_deterministic() {
         .collect();
     assert_eq!(a.len(), b.len());
     assert!(a == b, "two generations differ");
-    let unknown: Vec<&String> = a
+    let not_objects: Vec<&String> = a
         .iter()
         .filter(|(_, body)| !body.is_object())
         .map(|(l, _)| l)
         .collect();
-    assert!(unknown.is_empty(), "{unknown:?}");
+    assert!(not_objects.is_empty(), "{not_objects:?}");
 }

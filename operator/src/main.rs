@@ -189,9 +189,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         liveness.clone(),
     ));
 
-    let client = Client::try_default()
-        .await
-        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    let client = kube_client().await?;
     let identity = args
         .leader_election_identity
         .clone()
@@ -252,6 +250,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The Kubernetes client (in-cluster config or KUBECONFIG), naming itself in every request's
+/// `User-Agent`, so the API server's audit log and metrics tell the operator's requests apart.
+async fn kube_client() -> anyhow::Result<Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    config.headers.push((
+        ::http::header::USER_AGENT,
+        ::http::HeaderValue::from_static(concat!(
+            "tenant-identity-operator/",
+            env!("CARGO_PKG_VERSION")
+        )),
+    ));
+    Client::try_from(config).context("cannot build a Kubernetes client")
 }
 
 /// The ARM backend needs the operator's own workload identity; without it the operator still

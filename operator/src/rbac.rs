@@ -31,8 +31,8 @@ pub fn required(require_namespace_grant: bool) -> Vec<AccessRule> {
         rule(
             "identity.tenancy.dev",
             "tenantidentities",
-            &["list", "watch", "patch"],
-            "the primary resource; patch adds and removes the finalizer",
+            &["get", "list", "watch", "patch"],
+            "the primary resource; patch adds and removes the finalizer; get reads an object the types cannot decode",
         ),
         rule(
             "identity.tenancy.dev",

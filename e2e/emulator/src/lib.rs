@@ -8,6 +8,7 @@
 //! kube-rs test suite can run where no cluster can, and can be made to live through
 //! control-plane outages (restart, dropped connections, refused connections). See README.md.
 
+mod audit;
 mod builtin;
 mod crd;
 mod discovery;
@@ -32,7 +33,7 @@ mod validation;
 mod watch;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +42,7 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
+pub use crate::audit::AUDIT_DIR_ENV;
 pub use crate::metrics::{REQUEST_TOTAL, RequestCounts, RequestLabels};
 use crate::server::Server;
 use crate::state::AppState;
@@ -56,6 +58,9 @@ pub struct EmulatorConfig {
     pub issuer: String,
     /// Where to listen; port 0 picks a free port.
     pub bind: SocketAddr,
+    /// A directory to record every request into, audit-style (one JSON-lines file per
+    /// emulator, see `audit`); by default the one [`AUDIT_DIR_ENV`] names, if any.
+    pub audit_dir: Option<PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -63,6 +68,9 @@ impl Default for EmulatorConfig {
         EmulatorConfig {
             issuer: "https://oidc.emulator.local/".into(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            audit_dir: std::env::var_os(AUDIT_DIR_ENV)
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
         }
     }
 }
@@ -116,6 +124,13 @@ impl Emulator {
         seed(&mut store)?;
         let store = Arc::new(Mutex::new(store));
         let (stop_watches, _) = tokio::sync::watch::channel(0u64);
+        let audit = match &config.audit_dir {
+            Some(dir) => Some(
+                audit::AuditLog::create(dir)
+                    .with_context(|| format!("creating an audit log in {}", dir.display()))?,
+            ),
+            None => None,
+        };
         let state = Arc::new(AppState {
             store: store.clone(),
             issuer: config.issuer,
@@ -124,6 +139,7 @@ impl Emulator {
             closing: AtomicBool::new(false),
             requests: Mutex::default(),
             signing_key: tokio::sync::OnceCell::new(),
+            audit,
         });
         let server = Server::start(listener, state.clone()).context("starting the server")?;
         let (stop_controllers, stop_rx) = tokio::sync::watch::channel(false);
@@ -248,6 +264,11 @@ preferences: {{}}
         self.state.requests().snapshot()
     }
 
+    /// The file the emulator records requests into, if it records them.
+    pub fn audit_file(&self) -> Option<&Path> {
+        self.state.audit.as_ref().map(|a| a.path())
+    }
+
     /// Whether connection attempts are accepted (false during an outage).
     pub async fn is_serving(&self) -> bool {
         self.server.is_accepting().await
@@ -263,6 +284,15 @@ preferences: {{}}
         self.state.closing.store(true, Ordering::SeqCst);
         self.state.stop_watches.send_modify(|g| *g += 1);
         self.server.shutdown().await;
+        if self.state.audit.is_some() {
+            let state = self.state.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(audit) = &state.audit {
+                    audit.flush();
+                }
+            })
+            .await;
+        }
         let _ = self.stop_controllers.send(true);
         self.controllers.abort();
     }

@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let emulator = Emulator::start(EmulatorConfig {
         issuer: args.issuer,
         bind: args.listen,
+        ..Default::default()
     })
     .await?;
     if let Some(path) = &args.kubeconfig_out {

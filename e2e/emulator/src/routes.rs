@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use crate::audit::AuditEntry;
 use crate::discovery;
 use crate::error::ApiError;
 use crate::metrics;
@@ -58,11 +59,16 @@ async fn handle(
             e.into_response()
         }
     };
+    let watching = req.is_watch() && response.status() == StatusCode::OK;
+    if let Some(audit) = &st.audit {
+        let code = response.status().as_u16();
+        audit.record(&AuditEntry::new(&method, &uri, &headers, code, watching));
+    }
     let Some(mut labels) = labels else {
         return response;
     };
     labels.code = response.status().as_u16().to_string();
-    if req.is_watch() && response.status() == StatusCode::OK {
+    if watching {
         // A watch is counted when it ends: its body carries the count.
         let count = metrics::CountOnDrop::new(requests, labels);
         let (parts, body) = response.into_parts();

@@ -1,9 +1,10 @@
 //! What every request handler shares: the store, the addresses and documents the server
-//! publishes, the signals that end open watches, and the request counters.
+//! publishes, the signals that end open watches, the request counters and the audit record.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::audit::AuditLog;
 use crate::error::ApiError;
 use crate::metrics::RequestCounter;
 use crate::store::{self, Store};
@@ -24,6 +25,9 @@ pub struct AppState {
     pub requests: Mutex<Arc<RequestCounter>>,
     /// The service-account issuer's key, made on first use and kept across restarts.
     pub signing_key: tokio::sync::OnceCell<Arc<SigningKey>>,
+    /// The audit-style request record, when one is kept; it outlives restarts, as an audit
+    /// log file outlives the API server process writing it.
+    pub audit: Option<AuditLog>,
 }
 
 impl AppState {

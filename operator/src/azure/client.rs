@@ -11,14 +11,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 
 use super::error::ArmError;
 use super::metrics::{AzureOperation, AzureRequestMetrics};
 use super::token::WorkloadIdentityCredential;
 use super::types::{
-    ErrorResponse, FederatedIdentityCredential, FederatedIdentityCredentialProperties,
+    FederatedIdentityCredential, FederatedIdentityCredentialProperties,
     FederatedIdentityCredentialsListResult, UserAssignedIdentity,
 };
 use crate::plan::ManagedIdentity;
@@ -35,8 +34,6 @@ pub const INVALID_PATH_SEGMENT: &str = "InvalidResourcePathSegment";
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A list longer than this many pages is a loop or a broken server (the limit is 20 FICs).
 const MAX_LIST_PAGES: usize = 100;
-/// ARM error messages are short; cap what we copy from an unexpected body into a condition.
-const MAX_MESSAGE_CHARS: usize = 512;
 
 /// Everything the ARM backend needs. No field is secret: the token file holds the secret and
 /// is read only at exchange time.
@@ -155,13 +152,6 @@ impl std::fmt::Debug for ArmClient {
             .field("credential", &self.inner.credential)
             .finish()
     }
-}
-
-/// One HTTP answer, fully read.
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
 }
 
 impl ArmClient {
@@ -511,95 +501,10 @@ fn push_path_segment(path: &mut String, segment: &str) {
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ArmError> {
-    serde_json::from_slice(body).map_err(|e| ArmError::ArmUnavailable {
-        status: None,
-        message: format!("ARM returned a response that could not be parsed: {e}"),
-        retry_after: None,
-    })
-}
+mod answer;
 
-fn error_detail(body: &[u8]) -> (Option<String>, Option<String>) {
-    match serde_json::from_slice::<ErrorResponse>(body)
-        .ok()
-        .and_then(|e| e.error)
-    {
-        Some(d) => (d.code, d.message),
-        None => (None, None),
-    }
-}
-
-/// ARM answers 404 `ParentResourceNotFound` when the identity itself is missing, and
-/// `ResourceNotFound`/`NotFound` when only the credential is.
-fn is_parent_missing(body: &[u8]) -> bool {
-    error_detail(body)
-        .0
-        .is_some_and(|c| c.eq_ignore_ascii_case("ParentResourceNotFound"))
-}
-
-/// ARM's documented answer to a duplicate issuer+subject: 400 "Issuer and subject combination
-/// already exists for this Managed Identity." Matched on the text because the code is the
-/// generic `BadRequest`.
-fn is_duplicate_subject(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("issuer and subject") && m.contains("already exist")
-}
-
-/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
-pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    // A date in the past means "now"; never a negative wait.
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
-}
-
-/// Map a non-success ARM answer to the error the controller acts on.
-fn classify(identity: &ManagedIdentity, answer: &Answer) -> ArmError {
-    let (code, message) = error_detail(&answer.body);
-    let status = answer.status;
-    let message = message.unwrap_or_else(|| {
-        let text = String::from_utf8_lossy(&answer.body);
-        let text: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
-        if text.trim().is_empty() {
-            format!("HTTP {status}")
-        } else {
-            text
-        }
-    });
-    let code = code.unwrap_or_else(|| status.canonical_reason().unwrap_or("Unknown").to_string());
-    let retry_after = parse_retry_after(&answer.headers);
-    match status.as_u16() {
-        401 => ArmError::AuthenticationFailed { message },
-        403 => ArmError::AuthorizationFailed { message },
-        404 => ArmError::IdentityNotFound {
-            identity: identity.arm_id(),
-            message,
-        },
-        409 => ArmError::ConcurrentWrite {
-            message,
-            retry_after,
-        },
-        429 => ArmError::Throttled {
-            retry_after,
-            message,
-        },
-        400 if is_duplicate_subject(&message) => ArmError::DuplicateSubject {
-            subject: String::new(),
-            existing: None,
-            message,
-        },
-        400..=499 => ArmError::InvalidRequest { code, message },
-        s => ArmError::ArmUnavailable {
-            status: Some(s),
-            message: format!("{code}: {message}"),
-            retry_after,
-        },
-    }
-}
+pub use answer::parse_retry_after;
+use answer::{Answer, classify, is_parent_missing, parse_json};
 
 #[cfg(test)]
 mod tests;

@@ -116,8 +116,12 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
         }
         let release_store = store.clone();
         let release_api = Api::<DynamicObject>::all_with(client.clone(), &resource);
-        let release_events =
-            move || watcher(release_api.clone(), watcher::Config::default().any_semantic());
+        let release_events = move || {
+            watcher(
+                release_api.clone(),
+                watcher::Config::default().any_semantic(),
+            )
+        };
         controller = controller.watches_stream_with(
             health
                 .track(kind.kind_name(), release_events)

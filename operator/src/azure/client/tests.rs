@@ -1,5 +1,5 @@
 use super::*;
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 
 fn identity() -> ManagedIdentity {
     ManagedIdentity {

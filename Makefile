@@ -6,6 +6,9 @@ BIN := target/debug/tenant-identity-operator
 CHART := helm/tenant-identity-operator
 CRD_FILE := $(CHART)/crds/tenantidentities.identity.tenancy.dev.yaml
 IMAGE ?= ghcr.io/tenancy-dev/tenant-identity-operator:dev
+# Where the e2e suite's emulators record the requests they serve (read by the chart test's RBAC
+# check); emptied before each suite run so that only this run's requests count.
+E2E_AUDIT_DIR := $(or $(KUBE_EMULATOR_AUDIT_DIR),target/e2e-audit)
 
 .PHONY: all build test unit e2e chart-test static lint fmt clippy crd crd-check demo bench image clean
 
@@ -20,11 +23,13 @@ test: crd-check lint unit chart-test static
 ## unit: all Rust tests of the workspace (includes the e2e suite against the emulator).
 unit:
 	$(CARGO) build --workspace --bins
+	rm -f $(E2E_AUDIT_DIR)/audit-*.jsonl
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 ## e2e: only the end-to-end suite (set E2E_KUBECONFIG to use a real cluster).
 e2e:
 	$(CARGO) build --workspace --bins
+	rm -f $(E2E_AUDIT_DIR)/audit-*.jsonl
 	$(CARGO) nextest run -p tenant-identity-e2e --no-fail-fast
 
 chart-test: build

@@ -12,7 +12,7 @@ use kube::{
     Api, Client, ResourceExt,
     api::{Patch, PatchParams},
 };
-use kube_emulator::{Emulator, EmulatorConfig};
+use kube_emulator::{AUDIT_DIR_ENV, Emulator, EmulatorConfig};
 use tempfile::TempDir;
 
 pub use crate::client::{client_from_kubeconfig, discovered_issuer};
@@ -36,6 +36,19 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where the emulator records every request, audit-style (one JSON-lines file per test
+/// process): the directory [`AUDIT_DIR_ENV`] names (a relative one from the workspace root, as
+/// the Makefile and the chart test read it), else `<workspace>/target/e2e-audit`. The
+/// chart test reads it to check that the chart grants what the operator did and that each
+/// granted verb was used; `make unit` and `make e2e` empty it before the suite runs. Against a
+/// real cluster (`E2E_KUBECONFIG`) nothing is recorded.
+pub fn audit_dir() -> PathBuf {
+    std::env::var_os(AUDIT_DIR_ENV)
+        .filter(|d| !d.is_empty())
+        .map(|d| workspace_root().join(d))
+        .unwrap_or_else(|| workspace_root().join("target").join("e2e-audit"))
 }
 
 /// The shared checkout beside the repository, for its `vectors/` (test data of the project).
@@ -125,9 +138,12 @@ impl Cluster {
     }
 
     async fn emulated() -> Result<Self> {
-        let emulator = Emulator::start(EmulatorConfig::default())
-            .await
-            .context("cannot start the API emulator")?;
+        let emulator = Emulator::start(EmulatorConfig {
+            audit_dir: Some(audit_dir()),
+            ..EmulatorConfig::default()
+        })
+        .await
+        .context("cannot start the API emulator")?;
         let dir = tempfile::Builder::new()
             .prefix("tenant-identity-e2e-")
             .tempdir()

@@ -591,7 +591,7 @@ def test_rbac_least_privilege():
         check("*" not in r.get("apiGroups", []), f"wildcard apiGroup in {r}")
         check("update" not in r["verbs"] or r.get("resourceNames"), f"unscoped update (writes are SSA patches): {r}")
     nonres = [r for r in cr["rules"] if "nonResourceURLs" in r]
-    check(nonres and set(nonres[0]["nonResourceURLs"]) == {"/.well-known/openid-configuration", "/openid/v1/jwks"}
+    check(nonres and set(nonres[0]["nonResourceURLs"]) == {"/.well-known/openid-configuration"}
           and nonres[0]["verbs"] == ["get"], f"issuer discovery rule: {nonres}")
     role = one(objs, "Role")
     check({(g, res) for g, res in _granted(role["rules"])} == {("coordination.k8s.io", "leases")}, "Role is about Leases only")

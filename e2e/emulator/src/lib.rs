@@ -4,7 +4,8 @@
 //! its end-to-end tests rely on (CRUD, list and watch with resourceVersions and bookmarks,
 //! server-side apply with managedFields, status subresources, generation, finalizers, owner
 //! reference garbage collection, CRD registration with schema and CEL validation, TokenRequest
-//! and the issuer's JWKS, `apiserver_request_total`), so that the real operator binary and a
+//! and the issuer's JWKS, `apiserver_request_total`, an audit-style record of every request
+//! with its RBAC attributes), so that the real operator binary and a
 //! kube-rs test suite can run where no cluster can, and can be made to live through
 //! control-plane outages (restart, dropped connections, refused connections). See README.md.
 

@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::http::{HeaderMap, Method, Uri, header};
 use serde::Serialize;
 
-use crate::request::resource_path;
+use crate::resource_path::resource_path;
 
 /// The environment variable naming the directory [`crate::EmulatorConfig::default`] records
 /// requests into; unset or empty records nothing.

@@ -22,6 +22,7 @@ mod object;
 mod ops;
 mod patch;
 mod request;
+mod resource_path;
 mod resources;
 mod response;
 mod routes;

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, Method, Uri, header};
 
-use crate::request::resource_path;
+use crate::resource_path::resource_path;
 
 /// The metric's name.
 pub const REQUEST_TOTAL: &str = "apiserver_request_total";

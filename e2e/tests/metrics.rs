@@ -140,3 +140,30 @@ async fn dashboard_and_alert_metrics_are_exported() {
 
     env.finish().await;
 }
+
+/// What the operator costs the API server is visible in production: its own requests, counted
+/// by verb as kube-apiserver spells it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_counts_its_api_requests_by_verb() {
+    let env = TestEnv::start("api-requests", &[]).await.unwrap();
+    let (client, ns) = (env.client.clone(), env.ns().to_string());
+    create_tenant(&client, &ns, "team-r", shared_spec(&random_guid(), "vc-r"))
+        .await
+        .unwrap();
+    simulate::helm_workload_service_account(&client, &ns, "vc-r")
+        .await
+        .unwrap();
+    simulate::converge(&client, &ns, "team-r", DEFAULT_TIMEOUT)
+        .await
+        .unwrap();
+    let text = env.operator.metrics().await.unwrap();
+    let verb = |v: &str| sum_samples(&text, "tenant_identity_api_requests_total", &[("verb", v)]);
+    assert!(verb("WATCH") > 0.0, "the watches are counted");
+    assert!(verb("LIST") > 0.0, "the lists are counted");
+    assert!(
+        verb("APPLY") > 0.0,
+        "server-side applies are counted as APPLY"
+    );
+    assert!(verb("POST") > 0.0, "the creation of each child is counted");
+    env.finish().await;
+}

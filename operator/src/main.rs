@@ -189,7 +189,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         liveness.clone(),
     ));
 
-    let client = kube_client().await?;
+    let client = kube_client(&metrics).await?;
     let identity = args
         .leader_election_identity
         .clone()
@@ -253,8 +253,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// The Kubernetes client (in-cluster config or KUBECONFIG), naming itself in every request's
-/// `User-Agent`, so the API server's audit log and metrics tell the operator's requests apart.
-async fn kube_client() -> anyhow::Result<Client> {
+/// `User-Agent`, so the API server's audit log and metrics tell the operator's requests apart,
+/// and counting its requests.
+async fn kube_client(metrics: &Metrics) -> anyhow::Result<Client> {
     let mut config = kube::Config::infer()
         .await
         .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
@@ -265,7 +266,27 @@ async fn kube_client() -> anyhow::Result<Client> {
             env!("CARGO_PKG_VERSION")
         )),
     ));
-    Client::try_from(config).context("cannot build a Kubernetes client")
+    // Every request is counted by verb (`tenant_identity_api_requests_total`): what the operator
+    // costs the API server, visible in production.
+    let requests = metrics.api_requests.clone();
+    let count =
+        tower::util::MapRequestLayer::new(move |request: ::http::Request<kube::client::Body>| {
+            let content_type = request
+                .headers()
+                .get(::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let verb = tenant_identity_operator::metrics::api_verb(
+                request.method(),
+                request.uri(),
+                content_type,
+            );
+            requests.with_label_values(&[verb]).inc();
+            request
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .context("cannot build a Kubernetes client")?
+        .with_layer(&count)
+        .build())
 }
 
 /// The ARM backend needs the operator's own workload identity; without it the operator still

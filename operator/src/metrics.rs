@@ -14,9 +14,65 @@ pub struct Metrics {
     pub reconcile_errors: IntCounterVec,
     pub reconcile_duration: HistogramVec,
     pub objects: IntGaugeVec,
+    pub api_requests: IntCounterVec,
     pub watch_errors: IntCounterVec,
     pub watch_healthy: IntGaugeVec,
     pub azure: AzureRequestMetrics,
+}
+
+/// The verbs of `tenant_identity_api_requests_total`, as kube-apiserver's request metrics spell
+/// them: a GET of a collection is a LIST (a WATCH with `watch=true`), a server-side apply is an
+/// APPLY.
+pub const API_VERBS: [&str; 8] = [
+    "GET", "LIST", "WATCH", "POST", "PUT", "PATCH", "APPLY", "DELETE",
+];
+
+/// The verb of a request to the API server, for `tenant_identity_api_requests_total`.
+pub fn api_verb(
+    method: &http::Method,
+    uri: &http::Uri,
+    content_type: Option<&str>,
+) -> &'static str {
+    match *method {
+        http::Method::GET | http::Method::HEAD => {
+            let watch = uri.query().is_some_and(|q| {
+                q.split('&')
+                    .any(|kv| kv == "watch=true" || kv == "watch=1" || kv == "watch")
+            });
+            if watch {
+                "WATCH"
+            } else if is_collection(uri.path()) {
+                "LIST"
+            } else {
+                "GET"
+            }
+        }
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH
+            if content_type.is_some_and(|c| c.starts_with("application/apply-patch")) =>
+        {
+            "APPLY"
+        }
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        _ => "GET",
+    }
+}
+
+/// `/api/v1[/namespaces/{ns}]/{plural}` or `/apis/{g}/{v}[/namespaces/{ns}]/{plural}`.
+fn is_collection(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segments.as_slice() {
+        ["api", _version, rest @ ..] => rest,
+        ["apis", _group, _version, rest @ ..] => rest,
+        _ => return false,
+    };
+    match rest {
+        ["namespaces", _ns, plural] => !plural.is_empty(),
+        [plural] => !plural.is_empty(),
+        _ => false,
+    }
 }
 
 /// Every kind the controller watches: the metric label of its watch.
@@ -74,6 +130,17 @@ impl Metrics {
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(objects.clone()))?;
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                "tenant_identity_api_requests_total",
+                "Requests the operator sent to the Kubernetes API server, by verb (as kube-apiserver's apiserver_request_total spells it).",
+            ),
+            &["verb"],
+        )?;
+        registry.register(Box::new(api_requests.clone()))?;
+        for verb in API_VERBS {
+            api_requests.with_label_values(&[verb]);
+        }
         let watch_errors = IntCounterVec::new(
             Opts::new(
                 "tenant_identity_watch_errors_total",
@@ -115,6 +182,7 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             objects,
+            api_requests,
             watch_errors,
             watch_healthy,
             azure,
@@ -154,6 +222,61 @@ impl Metrics {
                 let n = counts.get(&(condition, status)).copied().unwrap_or(0);
                 self.objects.with_label_values(&[condition, status]).set(n);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_are_spelled_as_the_api_server_counts_them() {
+        let v = |m: &str, uri: &str, ct: Option<&str>| {
+            api_verb(&m.parse().expect("method"), &uri.parse().expect("uri"), ct)
+        };
+        assert_eq!(v("GET", "/api/v1/namespaces/a/configmaps", None), "LIST");
+        assert_eq!(v("GET", "/api/v1/namespaces/a/configmaps/x", None), "GET");
+        assert_eq!(
+            v(
+                "GET",
+                "/api/v1/configmaps?watch=true&resourceVersion=1",
+                None
+            ),
+            "WATCH"
+        );
+        assert_eq!(
+            v(
+                "GET",
+                "/apis/identity.tenancy.dev/v1alpha1/tenantidentities",
+                None
+            ),
+            "LIST"
+        );
+        assert_eq!(v("GET", "/.well-known/openid-configuration", None), "GET");
+        assert_eq!(
+            v(
+                "PATCH",
+                "/api/v1/namespaces/a/configmaps/x",
+                Some("application/apply-patch+yaml")
+            ),
+            "APPLY"
+        );
+        assert_eq!(
+            v(
+                "PATCH",
+                "/api/v1/namespaces/a/configmaps/x",
+                Some("application/merge-patch+json")
+            ),
+            "PATCH"
+        );
+        assert_eq!(v("POST", "/api/v1/namespaces/a/configmaps", None), "POST");
+        assert_eq!(
+            v("DELETE", "/api/v1/namespaces/a/configmaps/x", None),
+            "DELETE"
+        );
+        for verb in API_VERBS {
+            assert!(verb.chars().all(|c| c.is_ascii_uppercase()));
         }
     }
 }

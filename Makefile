@@ -61,11 +61,13 @@ demo:
 	$(CARGO) build -q --workspace --bins
 	bash hack/demo.sh
 
-## bench: pure reconcile steps (criterion) and fleet convergence of the real binary (emulator).
+## bench: pure reconcile steps (criterion), fleet convergence of the real binary (emulator) and
+## the scale goals' table (fleet: TENANTS=N, default 1000; FLEET_SMOKE=1 for 50).
 bench:
 	$(CARGO) build -q --workspace --bins
 	$(CARGO) bench -p tenant-identity-operator
-	$(CARGO) bench -p tenant-identity-e2e
+	$(CARGO) bench -p tenant-identity-e2e --bench converge
+	$(CARGO) bench -p tenant-identity-e2e --bench fleet
 
 ## image: container image (needs a Docker engine; CI builds the static binary only).
 image:

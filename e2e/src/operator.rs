@@ -273,6 +273,11 @@ impl Operator {
         Ok(token)
     }
 
+    /// The process id while the process runs (for `/proc/<pid>`: RSS, open descriptors).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     pub fn metrics_address(&self) -> SocketAddr {
         self.metrics_addr
     }

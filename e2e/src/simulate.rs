@@ -387,6 +387,55 @@ pub async fn helm_release_failed(
     .await
 }
 
+/// A host ServiceAccount as vcluster's syncer creates it: labelled with its vcluster and, when
+/// known, labelled and annotated with the virtual object it translates.
+fn syncer_service_account(
+    ns: &str,
+    host_name: &str,
+    vcluster: &str,
+    virtual_object: Option<(&str, &str)>,
+) -> ServiceAccount {
+    let mut labels = BTreeMap::from([(
+        "vcluster.loft.sh/managed-by".to_string(),
+        vcluster.to_string(),
+    )]);
+    let annotations = virtual_object.map(|(virtual_ns, virtual_name)| {
+        labels.insert(
+            "vcluster.loft.sh/namespace".to_string(),
+            virtual_ns.to_string(),
+        );
+        BTreeMap::from([
+            (
+                "vcluster.loft.sh/object-name".to_string(),
+                virtual_name.to_string(),
+            ),
+            (
+                "vcluster.loft.sh/object-namespace".to_string(),
+                virtual_ns.to_string(),
+            ),
+        ])
+    });
+    ServiceAccount {
+        metadata: kube::api::ObjectMeta {
+            name: Some(host_name.to_string()),
+            namespace: Some(ns.to_string()),
+            labels: Some(labels),
+            annotations,
+            ..Default::default()
+        },
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    }
+}
+
+/// vcluster's syncer writes as its own field manager.
+fn syncer_params() -> PostParams {
+    PostParams {
+        field_manager: Some(VCLUSTER_SYNCER_MANAGER.to_string()),
+        ..PostParams::default()
+    }
+}
+
 /// vcluster's ServiceAccount syncer: the tenant created virtual ServiceAccount
 /// `virtual_ns/virtual_name`, and vcluster creates its host ServiceAccount `host_name` (labels
 /// and annotations naming the virtual object, as vcluster's translator does).
@@ -398,39 +447,8 @@ pub async fn vcluster_synced_service_account(
     virtual_name: &str,
     host_name: &str,
 ) -> Result<ServiceAccount> {
-    let sa = ServiceAccount {
-        metadata: kube::api::ObjectMeta {
-            name: Some(host_name.to_string()),
-            namespace: Some(ns.to_string()),
-            labels: Some(BTreeMap::from([
-                (
-                    "vcluster.loft.sh/managed-by".to_string(),
-                    vcluster.to_string(),
-                ),
-                (
-                    "vcluster.loft.sh/namespace".to_string(),
-                    virtual_ns.to_string(),
-                ),
-            ])),
-            annotations: Some(BTreeMap::from([
-                (
-                    "vcluster.loft.sh/object-name".to_string(),
-                    virtual_name.to_string(),
-                ),
-                (
-                    "vcluster.loft.sh/object-namespace".to_string(),
-                    virtual_ns.to_string(),
-                ),
-            ])),
-            ..Default::default()
-        },
-        automount_service_account_token: Some(false),
-        ..Default::default()
-    };
-    let params = PostParams {
-        field_manager: Some(VCLUSTER_SYNCER_MANAGER.to_string()),
-        ..PostParams::default()
-    };
+    let sa = syncer_service_account(ns, host_name, vcluster, Some((virtual_ns, virtual_name)));
+    let params = syncer_params();
     objects::service_accounts(client, ns)
         .create(&params, &sa)
         .await
@@ -466,23 +484,8 @@ pub async fn vcluster_syncs_service_accounts(
         if api.get_opt(host).await?.is_some() {
             continue;
         }
-        let sa = ServiceAccount {
-            metadata: kube::api::ObjectMeta {
-                name: Some(host.clone()),
-                namespace: Some(ns.to_string()),
-                labels: Some(BTreeMap::from([(
-                    "vcluster.loft.sh/managed-by".to_string(),
-                    vcluster.clone(),
-                )])),
-                ..Default::default()
-            },
-            automount_service_account_token: Some(false),
-            ..Default::default()
-        };
-        let params = PostParams {
-            field_manager: Some(VCLUSTER_SYNCER_MANAGER.to_string()),
-            ..PostParams::default()
-        };
+        let sa = syncer_service_account(ns, host, &vcluster, None);
+        let params = syncer_params();
         match api.create(&params, &sa).await {
             Ok(_) => created += 1,
             // Created meanwhile (another poll round): fine.

@@ -12,15 +12,21 @@ pub const STALLED: &str = "Stalled";
 pub const FEDERATED_CREDENTIALS_READY: &str = "FederatedCredentialsReady";
 pub const HOST_SYNC_READY: &str = "HostSyncReady";
 pub const GIT_SOURCE_READY: &str = "GitSourceReady";
+/// A token of each subject was exchanged at Entra (the chain a tenant pod uses works).
+pub const IDENTITY_VERIFIED: &str = "IdentityVerified";
+/// The Flux identity's token opened the git repository (the chain Flux uses works).
+pub const GIT_ACCESS_VERIFIED: &str = "GitAccessVerified";
 
 /// Every condition type the operator writes, in the order it writes them.
-pub const ALL_TYPES: [&str; 6] = [
+pub const ALL_TYPES: [&str; 8] = [
     READY,
     RECONCILING,
     STALLED,
     FEDERATED_CREDENTIALS_READY,
     HOST_SYNC_READY,
+    IDENTITY_VERIFIED,
     GIT_SOURCE_READY,
+    GIT_ACCESS_VERIFIED,
 ];
 
 /// Condition status as Kubernetes spells it.

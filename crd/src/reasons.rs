@@ -68,3 +68,32 @@ pub const VIRTUAL_CLUSTER_RELEASE_FAILED: &str = "VirtualClusterReleaseFailed";
 /// The vcluster cannot carry the identity: chart below 0.21 (pod label keys are rewritten, so the
 /// webhook never sees `azure.workload.identity/use`) or multi-namespace mode (host names differ).
 pub const VIRTUAL_CLUSTER_UNSUPPORTED: &str = "VirtualClusterUnsupported";
+
+// Verification (conditions IdentityVerified and GitAccessVerified).
+/// IdentityVerified=True: Entra exchanged a token of every subject.
+pub const TOKEN_EXCHANGE_SUCCEEDED: &str = "TokenExchangeSucceeded";
+/// IdentityVerified / GitAccessVerified Unknown, Ready=False with Reconciling=True: a check
+/// waits for its turn, for the credentials, or for Entra to take in a credential just written.
+pub const VERIFYING: &str = "Verifying";
+/// Entra found no federated credential matching the presented issuer, subject and audience
+/// (AADSTS70021, 700211, 700212, 700213, 7002138).
+pub const FEDERATION_MISMATCH: &str = "FederationMismatch";
+/// Entra could not fetch the issuer's OIDC discovery document or keys (AADSTS50166).
+pub const ISSUER_UNREACHABLE: &str = "IssuerUnreachable";
+/// Entra knows no application with this client id in this tenant (AADSTS700016, 90002).
+pub const CLIENT_NOT_FOUND: &str = "ClientNotFound";
+/// Any other refusal of the exchange, with Entra's message; or Entra could not be reached.
+pub const EXCHANGE_FAILED: &str = "ExchangeFailed";
+/// GitAccessVerified=True: the repository answered the Flux identity's token.
+pub const GIT_ACCESS_GRANTED: &str = "GitAccessGranted";
+/// The repository answered 401 or 403 to the Flux identity's token.
+pub const GIT_ACCESS_DENIED: &str = "GitAccessDenied";
+/// The repository answered 404.
+pub const REPOSITORY_NOT_FOUND: &str = "RepositoryNotFound";
+/// The git server answered something else (5xx, a redirect): retried.
+pub const GIT_CHECK_FAILED: &str = "GitCheckFailed";
+/// GitAccessVerified with `git.auth: ControllerLevel`: the operator cannot act as Flux's
+/// source-controller, so there is nothing it can check.
+pub const NOT_APPLICABLE: &str = "NotApplicable";
+/// Both verification conditions when the operator runs with `--verify=false`.
+pub const VERIFICATION_DISABLED: &str = "VerificationDisabled";

@@ -413,6 +413,28 @@ pub struct TenantIdentityStatus {
     /// on each, only credentials whose name is this TenantIdentity's are ever touched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub written_identities: Vec<String>,
+    /// When the chain was last checked end to end and what was checked, so the schedule of
+    /// verification survives a restart of the operator (absent while verification is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationStatus>,
+}
+
+/// The schedule of the end-to-end verification (conditions `IdentityVerified` and
+/// `GitAccessVerified` carry the result).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationStatus {
+    /// A digest of what was verified (client, tenant, issuer, each subject and audience, the
+    /// git URL): any change starts a new verification with a new propagation grace.
+    pub fingerprint: String,
+    /// When this fingerprint was first seen (RFC 3339): the propagation grace counts from here.
+    pub since: String,
+    /// When the last check ran (RFC 3339).
+    pub last_checked: String,
+    /// Checks that failed in a row since the last success (0 after a success): the retry
+    /// backoff grows with it.
+    #[serde(default)]
+    pub failures: u32,
 }
 
 /// One federated subject and its credential.
@@ -425,4 +447,8 @@ pub struct SubjectStatus {
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The token exchange for this subject, as the reason of `IdentityVerified` spells it
+    /// (`TokenExchangeSucceeded`, `Verifying`, `FederationMismatch`, ...); absent until checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
 }

@@ -32,6 +32,9 @@ use crate::{
 /// Environment variable that turns a skipped outage step into a failure.
 pub const REQUIRE_OUTAGES_ENV: &str = "E2E_REQUIRE_OUTAGES";
 
+/// How many answers in a row [`Cluster::wait_until_serving`] waits for.
+const SERVING_STREAK: usize = 4;
+
 /// An outage of the API server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outage {
@@ -117,7 +120,8 @@ impl Cluster {
             }
             Outage::Refuse { duration } => emulator.refuse_for(duration).await,
         }
-        .with_context(|| format!("cannot cause {outage}"))
+        .with_context(|| format!("cannot cause {outage}"))?;
+        self.wait_until_serving(Duration::from_secs(30)).await
     }
 
     /// [`Cluster::outage`] where possible; otherwise prints why `test` skips this step and
@@ -139,18 +143,30 @@ impl Cluster {
         }
     }
 
-    /// Waits until the API server answers `/readyz` (after an outage caused out of band).
+    /// Waits until the API server answers `/readyz` [`SERVING_STREAK`] times in a row through
+    /// the suite's client (after an outage, caused here or out of band).
+    ///
+    /// One answer is not enough: the client pools connections, and a pooled connection the
+    /// server cut may not be known to be closed yet. A request sent on it fails (hyper's
+    /// `IncompleteMessage`) and the connection is discarded; the streak makes sure the requests
+    /// a test sends next do not meet such a connection.
     pub async fn wait_until_serving(&self, timeout: Duration) -> Result<()> {
         let client = self.client();
+        let streak = std::sync::atomic::AtomicUsize::new(0);
         poll_until("the API server to serve /readyz", timeout, || {
-            let client = client.clone();
+            let (client, streak) = (client.clone(), &streak);
             async move {
+                use std::sync::atomic::Ordering::SeqCst;
                 let request = http::Request::get("/readyz")
                     .body(Vec::new())
                     .context("cannot build the /readyz request")?;
                 Ok(match client.request_text(request).await {
-                    Ok(_) => Check::Done(()),
-                    Err(e) => Check::NotYet(format!("{e}")),
+                    Ok(_) if streak.fetch_add(1, SeqCst) + 1 >= SERVING_STREAK => Check::Done(()),
+                    Ok(_) => Check::NotYet(format!("{} answers in a row", streak.load(SeqCst))),
+                    Err(e) => {
+                        streak.store(0, SeqCst);
+                        Check::NotYet(format!("{e}"))
+                    }
                 })
             }
         })

@@ -205,7 +205,18 @@ impl Operator {
             .env_remove("AZURE_FEDERATED_TOKEN_FILE")
             .env_remove("AZURE_AUTHORITY_HOST")
             .env_remove("ARM_ENDPOINT")
-            .env_remove("ARM_API_VERSION");
+            .env_remove("ARM_API_VERSION")
+            .env_remove("VERIFY")
+            .env_remove("AZURE_DEVOPS_ENDPOINT");
+        // Verification is on by default in the binary; scenarios that are not about it run
+        // without it, so their assertions do not depend on Entra. `tests/verification.rs`
+        // turns it on (`--verify`, see `TestEnv::start_verified`).
+        if !extra_args
+            .iter()
+            .any(|a| *a == "--verify" || a.starts_with("--verify="))
+        {
+            command.arg("--verify=false");
+        }
         let mut federated_token = None;
         let mut federated_token_file = None;
         if let Some(arm) = &arm {

@@ -21,3 +21,4 @@ pub mod rbac;
 pub mod render;
 pub mod status;
 pub mod telemetry;
+pub mod verify;

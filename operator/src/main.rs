@@ -11,7 +11,7 @@ use kube::{
 };
 use tenant_identity_crd::TenantIdentity;
 use tenant_identity_operator::{
-    azure::{ArmBackend, ArmConfig},
+    azure::{ArmBackend, ArmConfig, arm_scope},
     backends::Backends,
     controller::{self, Probes, Services},
     http::{self, Liveness, Readiness},
@@ -22,6 +22,7 @@ use tenant_identity_operator::{
     plan::Settings,
     render::{self, RenderOptions},
     telemetry::{self, LogFormat},
+    verify::{Verifier, VerifySettings},
 };
 use tracing::{info, warn};
 
@@ -102,6 +103,33 @@ struct RunArgs {
     /// not alive (the kubelet then restarts it).
     #[arg(long, env = "WATCH_STALL_TIMEOUT_SECONDS", default_value_t = 600)]
     watch_stall_timeout_seconds: u64,
+    /// Check each tenant's chain end to end (a TokenRequest exchanged at Entra per subject; the
+    /// Flux identity at the git server) and report it in IdentityVerified / GitAccessVerified.
+    /// `--verify=false` turns it off (and needs no create on serviceaccounts/token).
+    #[arg(
+        long,
+        env = "VERIFY",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    verify: bool,
+    /// How often a verified tenant is checked again (jittered by ±10 % per tenant).
+    #[arg(long, env = "VERIFY_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    verify_interval: Duration,
+    /// How long after a credential was written a refusal by Entra is reported as Verifying
+    /// (Entra can take a minute or two to accept a new credential), not as a failure.
+    #[arg(long, env = "VERIFY_GRACE", default_value = "3m", value_parser = humantime::parse_duration)]
+    verify_grace: Duration,
+    /// Checks in flight at once, across all tenants.
+    #[arg(long, env = "VERIFY_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    verify_concurrency: u16,
+    /// Replaces the scheme and host of spec.git.url for the git access check only (proxies,
+    /// sovereign clouds, tests), as --arm-endpoint and --authority-host do for ARM and Entra.
+    #[arg(long, env = "AZURE_DEVOPS_ENDPOINT")]
+    azure_devops_endpoint: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -202,6 +230,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     );
     let arm = arm_backend(&args, &metrics);
+    let verifier = Verifier::new(
+        client.clone(),
+        verification_http()?,
+        verify_settings(&args)?,
+        metrics.clone(),
+    );
     let services = Arc::new(Services {
         client: client.clone(),
         recorder,
@@ -212,6 +246,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         issuer: IssuerSource::new(args.oidc_issuer_url),
         backends: Backends::new(client.clone(), arm),
+        verifier,
     });
     let shutdown = shutdown_signal().shared();
 
@@ -287,6 +322,50 @@ async fn kube_client(metrics: &Metrics) -> anyhow::Result<Client> {
         .context("cannot build a Kubernetes client")?
         .with_layer(&count)
         .build())
+}
+
+/// The verification flags, checked: a URL that does not parse is named with its flag.
+fn verify_settings(args: &RunArgs) -> anyhow::Result<VerifySettings> {
+    let url = |flag: &str, value: &str| {
+        reqwest::Url::parse(value).with_context(|| format!("{flag} {value:?} is not a URL"))
+    };
+    let authority_host = url("--authority-host", &args.authority_host)?;
+    if authority_host.cannot_be_a_base() {
+        anyhow::bail!(
+            "--authority-host {:?} is not a base URL",
+            args.authority_host
+        );
+    }
+    let devops_endpoint = args
+        .azure_devops_endpoint
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .map(|e| url("--azure-devops-endpoint", e))
+        .transpose()?;
+    Ok(VerifySettings {
+        enabled: args.verify,
+        interval: args.verify_interval,
+        grace: args.verify_grace,
+        concurrency: usize::from(args.verify_concurrency),
+        authority_host,
+        arm_scope: arm_scope(&args.arm_endpoint),
+        devops_endpoint,
+    })
+}
+
+/// HTTP for the checks: bounded in time, and redirects are answers (Azure DevOps redirects a
+/// request it does not accept to a sign-in page), never followed.
+fn verification_http() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!(
+            "tenant-identity-operator/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .context("cannot build the HTTP client of verification")
 }
 
 /// The ARM backend needs the operator's own workload identity; without it the operator still

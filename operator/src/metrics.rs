@@ -17,6 +17,8 @@ pub struct Metrics {
     pub api_requests: IntCounterVec,
     pub watch_errors: IntCounterVec,
     pub watch_healthy: IntGaugeVec,
+    pub verifications: IntCounterVec,
+    pub verification_duration: HistogramVec,
     pub azure: AzureRequestMetrics,
 }
 
@@ -161,6 +163,29 @@ impl Metrics {
             watch_errors.with_label_values(&[kind]);
             watch_healthy.with_label_values(&[kind]);
         }
+        let verifications = IntCounterVec::new(
+            Opts::new(
+                "tenant_identity_verifications_total",
+                "End-to-end checks by kind (exchange: a subject's token at Entra; git: the Flux identity at the git server) and result (the condition reason).",
+            ),
+            &["kind", "result"],
+        )?;
+        let verification_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tenant_identity_verification_duration_seconds",
+                "Duration of one check: TokenRequest plus exchange (exchange), or the DevOps exchange plus the git request (git).",
+            )
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["kind"],
+        )?;
+        registry.register(Box::new(verifications.clone()))?;
+        registry.register(Box::new(verification_duration.clone()))?;
+        for kind in [crate::verify::KIND_EXCHANGE, crate::verify::KIND_GIT] {
+            for result in crate::verify::results(kind) {
+                verifications.with_label_values(&[kind, result]);
+            }
+            verification_duration.with_label_values(&[kind]);
+        }
         let azure = AzureRequestMetrics::register(&registry)?;
 
         // Series exist from the first scrape, so `rate()` and alerts see a zero, not a gap.
@@ -185,6 +210,8 @@ impl Metrics {
             api_requests,
             watch_errors,
             watch_healthy,
+            verifications,
+            verification_duration,
             azure,
         })
     }

@@ -7,12 +7,15 @@
 //! stalled, a terminal Azure error). Never both.
 
 use tenant_identity_crd::{
-    SubjectStatus, TenantIdentityStatus,
+    SubjectStatus, TenantIdentityStatus, VerificationStatus,
     conditions::{self as c, DesiredCondition, Status},
     reasons,
 };
 
-use crate::plan::{Plan, SpecError};
+use crate::{
+    plan::{Plan, SpecError},
+    verify::Verification,
+};
 
 /// State of one part (credentials, host sync, git) as observed this reconcile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +25,9 @@ pub struct PartState {
     pub message: String,
     /// Only a human can move it forward.
     pub terminal: bool,
+    /// Ready waits for it while it is not True (false for a part that reports what is not
+    /// checked: verification off, or not applicable).
+    pub blocks: bool,
 }
 
 impl PartState {
@@ -37,12 +43,31 @@ impl PartState {
     pub fn failed(reason: &str, message: impl Into<String>) -> Self {
         Self::new(Status::False, reason, message, true)
     }
+    /// Unknown, and Ready does not wait for it.
+    pub fn informational(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            blocks: false,
+            ..Self::new(Status::Unknown, reason, message, false)
+        }
+    }
+    /// As reported before (a condition read back from status).
+    pub fn carried(status: Status, reason: &str, message: &str, terminal: bool) -> Self {
+        let carried = Self::new(status, reason, message, terminal);
+        match reason {
+            reasons::VERIFICATION_DISABLED | reasons::NOT_APPLICABLE => Self {
+                blocks: false,
+                ..carried
+            },
+            _ => carried,
+        }
+    }
     fn new(status: Status, reason: &str, message: impl Into<String>, terminal: bool) -> Self {
         Self {
             status,
             reason: reason.into(),
             message: message.into(),
             terminal,
+            blocks: true,
         }
     }
 }
@@ -62,6 +87,8 @@ pub struct CredentialsObserved {
     pub part: PartState,
     pub states: Vec<(String, CredentialState)>,
     pub written_identities: Vec<String>,
+    /// The backend wrote credentials this reconcile (a new propagation grace starts).
+    pub rewritten: bool,
 }
 
 /// What Flux says about the GitRepository.
@@ -81,6 +108,8 @@ pub struct Observed {
     pub host_sync: PartState,
     /// None when no git source is configured.
     pub git: Option<GitObserved>,
+    /// The end-to-end checks (carried over from status when not due).
+    pub verification: Verification,
 }
 
 /// A step that failed this reconcile.
@@ -118,6 +147,7 @@ pub struct Summary {
     pub issuer: Option<String>,
     pub host_service_accounts: Vec<String>,
     pub written_identities: Vec<String>,
+    pub verification: Option<VerificationStatus>,
 }
 
 impl Summary {
@@ -151,6 +181,7 @@ pub fn summarize(outcome: Outcome<'_>, previous: Option<&TenantIdentityStatus>) 
                 Outcome::Revoked(_) => Vec::new(),
                 _ => previously_written(),
             },
+            verification: None,
         },
         Outcome::Failed(f) => {
             let mut parts = Vec::new();
@@ -174,6 +205,7 @@ pub fn summarize(outcome: Outcome<'_>, previous: Option<&TenantIdentityStatus>) 
                     .map(|s| s.host_service_accounts.clone())
                     .unwrap_or_default(),
                 written_identities: previously_written(),
+                verification: previous.and_then(|s| s.verification.clone()),
             }
         }
         Outcome::Converged(o) => converged(o),
@@ -190,6 +222,7 @@ pub fn summarize(outcome: Outcome<'_>, previous: Option<&TenantIdentityStatus>) 
             issuer: None,
             host_service_accounts: Vec::new(),
             written_identities: previously_written(),
+            verification: previous.and_then(|s| s.verification.clone()),
         },
     }
 }
@@ -230,9 +263,13 @@ fn converged(o: &Observed) -> Summary {
     let mut parts: Vec<(&'static str, &PartState)> = vec![
         (c::HOST_SYNC_READY, &o.host_sync),
         (c::FEDERATED_CREDENTIALS_READY, &o.credentials.part),
+        (c::IDENTITY_VERIFIED, &o.verification.identity),
     ];
     if let Some(git) = &o.git {
         parts.push((c::GIT_SOURCE_READY, &git.part));
+    }
+    if let Some(access) = &o.verification.git {
+        parts.push((c::GIT_ACCESS_VERIFIED, access));
     }
     let stalled_git = o
         .git
@@ -242,7 +279,7 @@ fn converged(o: &Observed) -> Summary {
     let blocking = stalled_git.or_else(|| {
         parts
             .iter()
-            .find(|(_, p)| p.status != Status::True)
+            .find(|(_, p)| p.status != Status::True && p.blocks)
             .map(|(type_, p)| {
                 if *type_ == c::GIT_SOURCE_READY {
                     (
@@ -256,8 +293,13 @@ fn converged(o: &Observed) -> Summary {
             })
     });
     let subjects: Vec<&str> = plan.subjects.iter().map(|s| s.subject.as_str()).collect();
+    let verified = if o.verification.identity.status == Status::True {
+        ", verified at Entra"
+    } else {
+        ""
+    };
     let ready_message = format!(
-        "{} federated credential(s) ready for {}",
+        "{} federated credential(s) ready for {}{verified}",
         subjects.len(),
         subjects.join(", ")
     );
@@ -272,6 +314,7 @@ fn converged(o: &Observed) -> Summary {
         issuer: Some(plan.issuer.clone()),
         host_service_accounts: plan.host_service_accounts(),
         written_identities: o.credentials.written_identities.clone(),
+        verification: o.verification.record.clone(),
     }
 }
 
@@ -297,6 +340,12 @@ fn subject_states(o: &Observed) -> Vec<SubjectStatus> {
                 credential_name: s.credential_name.clone(),
                 state: state.into(),
                 message,
+                verified: o
+                    .verification
+                    .subjects
+                    .iter()
+                    .find(|(name, _)| *name == s.credential_name)
+                    .map(|(_, reason)| reason.clone()),
             }
         })
         .collect()

@@ -23,6 +23,7 @@ use tenant_identity_operator::{
     issuer::IssuerSource,
     metrics::Metrics,
     plan::Settings,
+    verify,
 };
 
 async fn client_for(emulator: &Emulator) -> Client {
@@ -154,6 +155,7 @@ async fn an_unreadable_object_does_not_stall_the_others() {
         tis.create(&PostParams::default(), &obj).await.unwrap();
     }
 
+    let metrics = Arc::new(Metrics::new().unwrap());
     let services = Arc::new(Services {
         client: client.clone(),
         recorder: Recorder::new(
@@ -163,10 +165,24 @@ async fn an_unreadable_object_does_not_stall_the_others() {
                 instance: None,
             },
         ),
-        metrics: Arc::new(Metrics::new().unwrap()),
+        metrics: metrics.clone(),
         settings: Settings::default(),
         issuer: IssuerSource::new(None),
         backends: Backends::new(client.clone(), None),
+        verifier: verify::Verifier::new(
+            client.clone(),
+            reqwest::Client::new(),
+            verify::VerifySettings {
+                enabled: false,
+                interval: Duration::from_secs(3600),
+                grace: Duration::from_secs(180),
+                concurrency: 1,
+                authority_host: "https://login.microsoftonline.com/".parse().unwrap(),
+                arm_scope: "https://management.azure.com/.default".into(),
+                devops_endpoint: None,
+            },
+            metrics.clone(),
+        ),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(controller::run(

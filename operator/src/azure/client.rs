@@ -95,10 +95,15 @@ impl ArmConfig {
         Ok(config)
     }
 
-    /// The token scope for this ARM endpoint: `{arm_endpoint}/.default`.
+    /// The token scope for this ARM endpoint.
     pub fn scope(&self) -> String {
-        format!("{}/.default", self.arm_endpoint.trim_end_matches('/'))
+        arm_scope(&self.arm_endpoint)
     }
+}
+
+/// The token scope of an ARM endpoint: `{arm_endpoint}/.default`.
+pub fn arm_scope(arm_endpoint: &str) -> String {
+    format!("{}/.default", arm_endpoint.trim_end_matches('/'))
 }
 
 /// Parse an endpoint; plain http is allowed only to loopback, because a bearer token must

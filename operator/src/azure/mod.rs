@@ -21,6 +21,7 @@ pub use backend::{
 };
 pub use client::{
     ArmClient, ArmConfig, DEFAULT_API_VERSION, DEFAULT_ARM_ENDPOINT, DEFAULT_AUTHORITY_HOST,
+    arm_scope,
 };
 pub use error::ArmError;
 pub use metrics::{AzureOperation, AzureRequestMetrics};

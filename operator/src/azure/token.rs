@@ -124,14 +124,7 @@ impl WorkloadIdentityCredential {
                 "the Azure tenant id and client id of the operator's workload identity must be set (AZURE_TENANT_ID, AZURE_CLIENT_ID)".to_string(),
             ));
         }
-        let mut token_url = authority_host.clone();
-        token_url
-            .path_segments_mut()
-            .map_err(|()| invalid(format!("authority host {authority_host} is not a base URL")))?
-            .pop_if_empty()
-            // Pushed as a segment, so a tenant id can never add path components or a query.
-            .push(tenant_id)
-            .extend(["oauth2", "v2.0", "token"]);
+        let token_url = token_url(authority_host, tenant_id).map_err(invalid)?;
         Ok(WorkloadIdentityCredential {
             http,
             token_url,
@@ -183,94 +176,132 @@ impl WorkloadIdentityCredential {
                 self.token_file.display()
             )));
         }
-        let form = [
-            ("client_id", self.client_id.as_str()),
-            ("scope", self.scope.as_str()),
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", assertion),
-        ];
-        let started = Instant::now();
-        let response = self
-            .http
-            .post(self.token_url.clone())
-            .form(&form)
-            .send()
-            .await;
-        let response = match response {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics
-                    .observe(AzureOperation::Token, None, started.elapsed());
-                return Err(failed(format!(
-                    "request to {} failed: {}",
-                    self.token_url,
-                    e.without_url()
-                )));
-            }
-        };
-        let status = response.status();
-        let body = response.bytes().await;
-        self.metrics.observe(
-            AzureOperation::Token,
-            Some(status.as_u16()),
-            started.elapsed(),
-        );
-        let body = body.map_err(|e| {
-            failed(format!(
-                "reading the answer of {} failed: {}",
-                self.token_url,
-                e.without_url()
-            ))
-        })?;
-        if !status.is_success() {
-            // Entra's error_description (AADSTS codes) says what is wrong with the federation;
-            // it never echoes the assertion.
-            let detail = serde_json::from_slice::<TokenErrorResponse>(&body)
-                .ok()
-                .map(|e| {
-                    format!(
-                        "{}: {}",
-                        e.error.unwrap_or_else(|| "error".to_string()),
-                        e.error_description.unwrap_or_default()
-                    )
-                })
-                .unwrap_or_else(|| format!("HTTP {status}"));
-            return Err(failed(format!(
-                "Microsoft Entra answered HTTP {} for client id {}: {detail}",
-                status.as_u16(),
-                self.client_id
-            )));
-        }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            // serde's message names the problem (missing field, wrong type), not the values.
-            failed(format!(
-                "unexpected token response from Microsoft Entra: {e}"
-            ))
-        })?;
-        if parsed.access_token.is_empty() {
-            return Err(failed(
-                "Microsoft Entra returned an empty access token".to_string(),
-            ));
-        }
-        let lifetime = match parsed.expires_in {
-            Some(NumberOrString::Number(n)) => n,
-            Some(NumberOrString::String(s)) => s.trim().parse().unwrap_or(0),
-            // Without a lifetime, do not cache beyond this call.
-            None => 0,
-        };
-        tracing::debug!(
-            client_id = %self.client_id,
-            expires_in = lifetime,
-            "obtained an Azure access token"
-        );
-        Ok((
-            AccessToken {
-                secret: Arc::from(parsed.access_token),
-            },
-            Duration::from_secs(lifetime),
-        ))
+        exchange_assertion(
+            &self.http,
+            &self.token_url,
+            &self.client_id,
+            &self.scope,
+            assertion,
+            &self.metrics,
+        )
+        .await
+        .map_err(|e| failed(e.describe(&self.token_url, &self.client_id)))
     }
+}
+
+/// Why one client-assertion exchange gave no token.
+#[derive(Debug)]
+pub enum ExchangeFailure {
+    /// Entra could not be reached, or its answer not read.
+    Transport(String),
+    /// Entra answered an error: the status and its error body (which never echoes the
+    /// assertion), for the caller to classify.
+    Refused { status: u16, body: Vec<u8> },
+    /// A success whose body is not a token.
+    Malformed(String),
+}
+
+impl ExchangeFailure {
+    /// One line for an error message: Entra's `error` and `error_description`.
+    pub fn describe(&self, token_url: &Url, client_id: &str) -> String {
+        match self {
+            ExchangeFailure::Transport(e) => format!("request to {token_url} failed: {e}"),
+            ExchangeFailure::Malformed(e) => {
+                format!("unexpected token response from Microsoft Entra: {e}")
+            }
+            ExchangeFailure::Refused { status, body } => {
+                let detail = serde_json::from_slice::<TokenErrorResponse>(body)
+                    .ok()
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            e.error.unwrap_or_else(|| "error".to_string()),
+                            e.error_description.unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_else(|| format!("HTTP {status}"));
+                format!(
+                    "Microsoft Entra answered HTTP {status} for client id {client_id}: {detail}"
+                )
+            }
+        }
+    }
+}
+
+/// `{authority_host}/{tenant}/oauth2/v2.0/token`, the tenant pushed as one path segment so it
+/// can never add path components or a query.
+pub fn token_url(authority_host: &Url, tenant_id: &str) -> Result<Url, String> {
+    let mut url = authority_host.clone();
+    url.path_segments_mut()
+        .map_err(|()| format!("authority host {authority_host} is not a base URL"))?
+        .pop_if_empty()
+        .push(tenant_id)
+        .extend(["oauth2", "v2.0", "token"]);
+    Ok(url)
+}
+
+/// The OAuth 2.0 client-credentials grant with a client assertion (a service-account token)
+/// at `token_url`: the access token and its lifetime. Counted in the Azure request metrics.
+pub async fn exchange_assertion(
+    http: &reqwest::Client,
+    token_url: &Url,
+    client_id: &str,
+    scope: &str,
+    assertion: &str,
+    metrics: &AzureRequestMetrics,
+) -> Result<(AccessToken, Duration), ExchangeFailure> {
+    let form = [
+        ("client_id", client_id),
+        ("scope", scope),
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion),
+    ];
+    let started = Instant::now();
+    let response = match http.post(token_url.clone()).form(&form).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            metrics.observe(AzureOperation::Token, None, started.elapsed());
+            return Err(ExchangeFailure::Transport(e.without_url().to_string()));
+        }
+    };
+    let status = response.status();
+    let body = response.bytes().await;
+    metrics.observe(
+        AzureOperation::Token,
+        Some(status.as_u16()),
+        started.elapsed(),
+    );
+    let body = body.map_err(|e| {
+        ExchangeFailure::Transport(format!("reading the answer failed: {}", e.without_url()))
+    })?;
+    if !status.is_success() {
+        return Err(ExchangeFailure::Refused {
+            status: status.as_u16(),
+            body: body.to_vec(),
+        });
+    }
+    // serde's message names the problem (missing field, wrong type), not the values.
+    let parsed: TokenResponse =
+        serde_json::from_slice(&body).map_err(|e| ExchangeFailure::Malformed(e.to_string()))?;
+    if parsed.access_token.is_empty() {
+        return Err(ExchangeFailure::Malformed(
+            "Microsoft Entra returned an empty access token".to_string(),
+        ));
+    }
+    let lifetime = match parsed.expires_in {
+        Some(NumberOrString::Number(n)) => n,
+        Some(NumberOrString::String(s)) => s.trim().parse().unwrap_or(0),
+        // Without a lifetime, do not cache beyond this call.
+        None => 0,
+    };
+    tracing::debug!(%client_id, expires_in = lifetime, "obtained an Azure access token");
+    Ok((
+        AccessToken {
+            secret: Arc::from(parsed.access_token),
+        },
+        Duration::from_secs(lifetime),
+    ))
 }
 
 #[cfg(test)]

@@ -152,6 +152,7 @@ impl AzureResourceManager {
             ),
             states,
             written_identities: vec![identity.arm_id()],
+            rewritten: report.writes > 0,
         })
     }
 }
@@ -216,6 +217,7 @@ impl CredentialBackend for AzureResourceManager {
                     part: PartState::waiting(reasons::CREDENTIALS_PENDING, "not an ARM tenant"),
                     states: Vec::new(),
                     written_identities: Vec::new(),
+                    rewritten: false,
                 }),
             }
         }

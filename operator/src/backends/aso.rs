@@ -152,6 +152,7 @@ impl CredentialBackend for AzureServiceOperator {
                     ),
                     states: Vec::new(),
                     written_identities: Vec::new(),
+                    rewritten: false,
                 },
             };
         async move { Ok(observed) }.boxed()

@@ -105,6 +105,7 @@ pub fn observe(plan: &Plan, applied: &[&DynamicObject]) -> Option<CredentialsObs
         part,
         states,
         written_identities: Vec::new(),
+        rewritten: false,
     })
 }
 

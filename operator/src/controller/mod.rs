@@ -38,7 +38,7 @@ use kube::{
         reflector::{ObjectRef, Store},
     },
 };
-use tenant_identity_crd::{DeletionPolicy, TenantIdentity, kinds::ChildKind};
+use tenant_identity_crd::{DeletionPolicy, TenantIdentity, conditions::Status, kinds::ChildKind};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -51,6 +51,7 @@ use crate::{
     names::{self, FINALIZER},
     plan::{self, Plan, Settings, SpecError, Teardown, Validated},
     status::{self, Failure, Observed, Outcome},
+    verify::{CheckRequest, Verifier},
 };
 
 /// What lives as long as the process (survives a lost and regained lease).
@@ -61,6 +62,7 @@ pub struct Services {
     pub settings: Settings,
     pub issuer: IssuerSource,
     pub backends: Backends,
+    pub verifier: Verifier,
 }
 
 /// Per controller run: the process's services plus this run's cache.
@@ -275,12 +277,12 @@ async fn apply(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
         // Claims change when other objects go away; look again now and then.
         Ended::Revoked(_) => Ok(Action::requeue(Duration::from_secs(120))),
         // Children are watched, so this is only a safety net against missed events and drift
-        // outside Kubernetes.
-        Ended::Converged(_) => Ok(Action::requeue(Duration::from_secs(if ready {
-            600
-        } else {
-            120
-        }))),
+        // outside Kubernetes; sooner when a verification is due.
+        Ended::Converged(o) => {
+            let resync = Duration::from_secs(if ready { 600 } else { 120 });
+            let due = o.verification.next_check.unwrap_or(resync);
+            Ok(Action::requeue(resync.min(due)))
+        }
     }
 }
 
@@ -385,11 +387,23 @@ async fn converge(
         Some(Observation::GitSource(git)) => Some(git),
         _ => None,
     };
+    let verification = ctx
+        .services
+        .verifier
+        .verify(CheckRequest {
+            ti,
+            plan: &plan,
+            prerequisites_ready: host_sync.status == Status::True
+                && credentials.part.status == Status::True,
+            rewritten: credentials.rewritten,
+        })
+        .await;
     Ok(Observed {
         plan,
         credentials,
         host_sync,
         git,
+        verification,
     })
 }
 

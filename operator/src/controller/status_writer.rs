@@ -53,6 +53,7 @@ pub(super) async fn write_status(
         host_service_accounts: summary.host_service_accounts,
         written_identities: summary.written_identities,
         last_handled_reconcile_at: requested_at,
+        verification: summary.verification,
     };
     if status == previous {
         debug!(tenant = %ti.name_any(), "status unchanged");

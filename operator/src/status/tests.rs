@@ -24,9 +24,20 @@ fn observed(plan: &Plan) -> Observed {
                 CredentialState::Ready,
             )],
             written_identities: Vec::new(),
+            rewritten: false,
         },
         host_sync: PartState::ready("HostSyncApplied", "ok"),
         git: None,
+        verification: Verification {
+            identity: PartState::ready("TokenExchangeSucceeded", "exchanged"),
+            git: None,
+            subjects: vec![(
+                plan.subjects[0].credential_name.clone(),
+                "TokenExchangeSucceeded".into(),
+            )],
+            record: None,
+            next_check: None,
+        },
     }
 }
 
@@ -143,6 +154,7 @@ fn pending_credentials_listed_per_subject() {
         part: PartState::waiting("CredentialsPending", "waiting for ASO"),
         states: Vec::new(),
         written_identities: Vec::new(),
+        rewritten: false,
     };
     let s = compute(&o);
     assert_eq!(get(&s, "Ready").unwrap().reason, "CredentialsPending");
@@ -283,4 +295,85 @@ fn suspended_from_the_start_is_current_not_in_progress() {
         (Status::False, "Suspended")
     );
     assert!(get(&s, "Reconciling").is_none() && get(&s, "Stalled").is_none());
+}
+
+#[test]
+fn verification_in_progress_keeps_ready_false_with_reconciling_verifying() {
+    let p = plan();
+    let mut o = observed(&p);
+    o.verification.identity = PartState::unknown("Verifying", "Entra can take a few minutes");
+    let s = compute(&o);
+    let ready = get(&s, "Ready").unwrap();
+    assert_eq!(
+        (ready.status, ready.reason.as_str()),
+        (Status::False, "Verifying")
+    );
+    assert_eq!(get(&s, "Reconciling").unwrap().reason, "Verifying");
+    assert!(get(&s, "Stalled").is_none());
+    assert_eq!(get(&s, "IdentityVerified").unwrap().status, Status::Unknown);
+}
+
+#[test]
+fn a_federation_mismatch_stalls_the_tenant_naming_it() {
+    let p = plan();
+    let mut o = observed(&p);
+    o.verification.identity = PartState::failed("FederationMismatch", "the issuer differs");
+    o.verification.subjects[0].1 = "FederationMismatch".into();
+    let s = compute(&o);
+    assert_eq!(get(&s, "Ready").unwrap().reason, "FederationMismatch");
+    assert_eq!(get(&s, "Stalled").unwrap().message, "the issuer differs");
+    assert_eq!(
+        s.subjects[0].verified.as_deref(),
+        Some("FederationMismatch")
+    );
+}
+
+#[test]
+fn verification_off_or_not_applicable_does_not_hold_ready() {
+    let p = plan();
+    let mut o = observed(&p);
+    o.verification.identity = PartState::informational("VerificationDisabled", "--verify=false");
+    o.git = git(PartState::ready("Succeeded", "stored artifact"), None);
+    o.verification.git = Some(PartState::informational("NotApplicable", "ControllerLevel"));
+    let s = compute(&o);
+    assert_eq!(get(&s, "Ready").unwrap().status, Status::True);
+    let verified = get(&s, "IdentityVerified").unwrap();
+    assert_eq!(
+        (verified.status, verified.reason.as_str()),
+        (Status::Unknown, "VerificationDisabled")
+    );
+    assert_eq!(
+        get(&s, "GitAccessVerified").unwrap().reason,
+        "NotApplicable"
+    );
+    // A carried-over condition keeps not blocking.
+    let carried = PartState::carried(Status::Unknown, "VerificationDisabled", "off", false);
+    assert!(!carried.blocks);
+}
+
+#[test]
+fn git_access_denied_blocks_ready_after_the_git_source() {
+    let p = plan();
+    let mut o = observed(&p);
+    o.git = git(PartState::ready("Succeeded", "stored artifact"), None);
+    o.verification.git = Some(PartState::failed(
+        "GitAccessDenied",
+        "add the service principal",
+    ));
+    let s = compute(&o);
+    assert_eq!(get(&s, "Ready").unwrap().reason, "GitAccessDenied");
+    assert!(get(&s, "Stalled").is_some());
+    let types: Vec<&str> = s.conditions.iter().map(|c| c.type_).collect();
+    assert_eq!(
+        types,
+        [
+            "Ready",
+            "Stalled",
+            "HostSyncReady",
+            "FederatedCredentialsReady",
+            "IdentityVerified",
+            "GitSourceReady",
+            "GitAccessVerified"
+        ]
+    );
 }

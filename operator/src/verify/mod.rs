@@ -1,0 +1,746 @@
+//! Verification: after its credentials are Ready, the operator does what a tenant pod and Flux
+//! will do and says in status which link of the chain is broken (DESIGN "Verification").
+//!
+//! For each subject of the plan: a TokenRequest for the subject's ServiceAccount (the
+//! credential's audience, 10 minutes), exchanged at Entra for an ARM token
+//! (`IdentityVerified`). For `git.auth: ObjectLevel`: the `<name>-git` token exchanged for Azure
+//! DevOps and `GET <url>/info/refs?service=git-upload-pack` with it (`GitAccessVerified`).
+//!
+//! Layers: `answers` (pure: what Entra's and the git server's answers mean, and the messages)
+//! and `schedule` (pure: when to check) around this module's I/O. The schedule is kept in
+//! `status.verification`, so a reconcile that is not due makes no call at all.
+//!
+//! Secrets: the service-account token and the Entra access tokens live only inside
+//! [`Verifier::check_subject`] and [`Verifier::check_git`] and are dropped as soon as the answer
+//! is read. No log line, error, event, status or metric carries one (the e2e suite checks the
+//! operator's log at `RUST_LOG=debug` for every token issued).
+
+pub mod answers;
+pub mod schedule;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    api::{
+        authentication::v1::{TokenRequest, TokenRequestSpec},
+        core::v1::ServiceAccount,
+    },
+    jiff::Timestamp,
+};
+use kube::{Api, Client, ResourceExt, api::PostParams};
+use reqwest::Url;
+use serde::Deserialize;
+use tenant_identity_crd::{
+    TenantIdentity, VerificationStatus,
+    conditions::{self as c, Status},
+    reasons,
+};
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+use crate::{
+    azure::{
+        AzureRequestMetrics,
+        token::{ExchangeFailure, exchange_assertion, token_url},
+    },
+    metrics::Metrics,
+    names,
+    plan::{Plan, Subject, SubjectKind},
+    status::PartState,
+};
+use answers::{EntraRefusal, Presented, Written};
+use schedule::{Decision, Inputs};
+
+/// Lifetime of the service-account tokens the checks request (the shortest the API server
+/// accepts): they are used once, within seconds.
+pub const TOKEN_EXPIRATION_SECONDS: i64 = 600;
+/// Azure DevOps' application id: the resource of the token Flux presents to Azure DevOps.
+pub const AZURE_DEVOPS_SCOPE: &str = "499b84ac-1321-427f-aa17-267ca6975798/.default";
+/// At most one check of an identity this often, whatever asks for it (reconcile requests in a
+/// loop, say).
+pub const MIN_GAP_PER_IDENTITY: Duration = Duration::from_secs(5);
+
+/// The `kind` label of `tenant_identity_verifications_total`.
+pub const KIND_EXCHANGE: &str = "exchange";
+pub const KIND_GIT: &str = "git";
+
+/// Every result a check can count, per kind (the metric's label values).
+pub fn results(kind: &str) -> &'static [&'static str] {
+    match kind {
+        KIND_GIT => &[
+            reasons::GIT_ACCESS_GRANTED,
+            reasons::GIT_ACCESS_DENIED,
+            reasons::REPOSITORY_NOT_FOUND,
+            reasons::GIT_CHECK_FAILED,
+            reasons::VERIFYING,
+        ],
+        _ => &[
+            reasons::TOKEN_EXCHANGE_SUCCEEDED,
+            reasons::FEDERATION_MISMATCH,
+            reasons::ISSUER_UNREACHABLE,
+            reasons::CLIENT_NOT_FOUND,
+            reasons::EXCHANGE_FAILED,
+            reasons::VERIFYING,
+        ],
+    }
+}
+
+/// `run` flags of verification.
+#[derive(Clone, Debug)]
+pub struct VerifySettings {
+    /// `--verify`.
+    pub enabled: bool,
+    /// `--verify-interval`: how often a verified tenant is checked again.
+    pub interval: Duration,
+    /// `--verify-grace`: how long after a credential changed a refusal is "Verifying".
+    pub grace: Duration,
+    /// `--verify-concurrency`: checks in flight at once.
+    pub concurrency: usize,
+    /// `--authority-host`.
+    pub authority_host: Url,
+    /// `<--arm-endpoint>/.default`.
+    pub arm_scope: String,
+    /// `--azure-devops-endpoint`.
+    pub devops_endpoint: Option<Url>,
+}
+
+/// One tenant's verification this reconcile: the two parts, each subject's state, the
+/// schedule to record and when to look again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verification {
+    pub identity: PartState,
+    /// None without a git source.
+    pub git: Option<PartState>,
+    /// (credential name, reason) for each subject checked or carried over.
+    pub subjects: Vec<(String, String)>,
+    /// `status.verification` to write.
+    pub record: Option<VerificationStatus>,
+    /// The next check is due in this long (None: nothing scheduled).
+    pub next_check: Option<Duration>,
+}
+
+/// What the pipeline knows when it asks for a check.
+pub struct CheckRequest<'a> {
+    pub ti: &'a TenantIdentity,
+    pub plan: &'a Plan,
+    /// Credentials and host sync are Ready: there is something to check.
+    pub prerequisites_ready: bool,
+    /// The backend wrote credentials this reconcile.
+    pub rewritten: bool,
+}
+
+/// Runs the checks, bounded in concurrency and per identity.
+pub struct Verifier {
+    client: Client,
+    http: reqwest::Client,
+    settings: VerifySettings,
+    slots: Semaphore,
+    /// Client id → when its last check started.
+    recent: Mutex<HashMap<String, Instant>>,
+    metrics: Arc<Metrics>,
+}
+
+/// One due check: what it checks against and when.
+struct Round<'a> {
+    fingerprint: &'a str,
+    /// The object's uid: spreads tenants over the interval.
+    seed: &'a str,
+    /// The propagation grace counts from here.
+    since: Timestamp,
+    now: Timestamp,
+    in_grace: bool,
+    recorded: Option<&'a VerificationStatus>,
+}
+
+/// The outcome of one subject's exchange.
+struct SubjectCheck {
+    ok: bool,
+    reason: &'static str,
+    message: String,
+}
+
+impl Verifier {
+    pub fn new(
+        client: Client,
+        http: reqwest::Client,
+        settings: VerifySettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let slots = Semaphore::new(settings.concurrency.max(1));
+        Verifier {
+            client,
+            http,
+            settings,
+            slots,
+            recent: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    pub async fn verify(&self, request: CheckRequest<'_>) -> Verification {
+        let CheckRequest {
+            ti,
+            plan,
+            prerequisites_ready,
+            rewritten,
+        } = request;
+        let previous = ti.status.as_ref();
+        if !self.settings.enabled {
+            let disabled = || {
+                PartState::informational(
+                    reasons::VERIFICATION_DISABLED,
+                    "the operator runs with --verify=false (Helm verification.enabled: false)",
+                )
+            };
+            return Verification {
+                identity: disabled(),
+                git: plan.git.as_ref().map(|_| disabled()),
+                subjects: Vec::new(),
+                record: None,
+                next_check: None,
+            };
+        }
+        let recorded = previous.and_then(|s| s.verification.clone());
+        if !prerequisites_ready {
+            let waiting = || {
+                PartState::unknown(
+                    reasons::VERIFYING,
+                    "waits for the federated credentials and the host ServiceAccounts to be ready",
+                )
+            };
+            return Verification {
+                identity: waiting(),
+                git: self.git_placeholder(plan, waiting),
+                subjects: Vec::new(),
+                record: recorded,
+                next_check: None,
+            };
+        }
+        let fingerprint = schedule::fingerprint(plan);
+        let requested = ti
+            .annotations()
+            .get(names::REQUESTED_AT_ANNOTATION)
+            .is_some_and(|r| {
+                previous.and_then(|s| s.last_handled_reconcile_at.as_ref()) != Some(r)
+            });
+        let now = Timestamp::now();
+        let decision = schedule::decide(Inputs {
+            previous: recorded.as_ref(),
+            fingerprint: &fingerprint,
+            rewritten,
+            requested,
+            now,
+            interval: self.settings.interval,
+            jitter_seed: ti.metadata.uid.as_deref().unwrap_or_default(),
+        });
+        let since = match decision {
+            Decision::Wait(left) => return self.carried(ti, plan, recorded, left),
+            Decision::Check { since } => since,
+        };
+        if let Some(left) = self.too_soon(&plan.client_id) {
+            return self.carried(ti, plan, recorded, left);
+        }
+        let _slot = self.slots.acquire().await;
+        let in_grace = now
+            .duration_since(since)
+            .try_into()
+            .is_ok_and(|elapsed: Duration| elapsed < self.settings.grace);
+        let seed = ti.metadata.uid.as_deref().unwrap_or_default();
+        self.check(
+            plan,
+            Round {
+                fingerprint: &fingerprint,
+                seed,
+                since,
+                now,
+                in_grace,
+                recorded: recorded.as_ref(),
+            },
+        )
+        .await
+    }
+
+    /// Not due: what the last check found stays, and the next check is scheduled.
+    fn carried(
+        &self,
+        ti: &TenantIdentity,
+        plan: &Plan,
+        recorded: Option<VerificationStatus>,
+        left: Duration,
+    ) -> Verification {
+        let previous = ti.status.as_ref();
+        let condition = |type_: &str| {
+            previous
+                .and_then(|s| c::find(&s.conditions, type_))
+                .map(|cond| {
+                    let status = match cond.status.as_str() {
+                        "True" => Status::True,
+                        "False" => Status::False,
+                        _ => Status::Unknown,
+                    };
+                    PartState::carried(
+                        status,
+                        &cond.reason,
+                        &cond.message,
+                        answers::is_terminal(&cond.reason),
+                    )
+                })
+                .unwrap_or_else(|| PartState::unknown(reasons::VERIFYING, "not checked yet"))
+        };
+        let subjects = plan
+            .subjects
+            .iter()
+            .filter_map(|s| {
+                previous?
+                    .subjects
+                    .iter()
+                    .find(|p| p.credential_name == s.credential_name)?
+                    .verified
+                    .clone()
+                    .map(|v| (s.credential_name.clone(), v))
+            })
+            .collect();
+        Verification {
+            identity: condition(c::IDENTITY_VERIFIED),
+            git: self.git_placeholder(plan, || condition(c::GIT_ACCESS_VERIFIED)),
+            subjects,
+            record: recorded,
+            next_check: Some(left),
+        }
+    }
+
+    /// `GitAccessVerified` when the check itself is not run: NotApplicable for ControllerLevel,
+    /// else `otherwise`; None without git.
+    fn git_placeholder(
+        &self,
+        plan: &Plan,
+        otherwise: impl FnOnce() -> PartState,
+    ) -> Option<PartState> {
+        let git = plan.git.as_ref()?;
+        Some(if git.object_level() {
+            otherwise()
+        } else {
+            PartState::informational(
+                reasons::NOT_APPLICABLE,
+                "git.auth is ControllerLevel: Flux's source-controller authenticates as itself, which the operator cannot act as",
+            )
+        })
+    }
+
+    /// The rate limit per identity: the time left before it may be checked again.
+    fn too_soon(&self, client_id: &str) -> Option<Duration> {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        recent.retain(|_, started| now.duration_since(*started) < MIN_GAP_PER_IDENTITY);
+        if let Some(started) = recent.get(client_id) {
+            return Some(MIN_GAP_PER_IDENTITY.saturating_sub(now.duration_since(*started)));
+        }
+        recent.insert(client_id.to_string(), now);
+        None
+    }
+
+    async fn check(&self, plan: &Plan, round: Round<'_>) -> Verification {
+        let Round {
+            fingerprint,
+            seed,
+            since,
+            now,
+            in_grace,
+            recorded,
+        } = round;
+        let mut subjects = Vec::with_capacity(plan.subjects.len());
+        let mut failed: Option<(String, SubjectCheck)> = None;
+        let mut git = None;
+        for subject in &plan.subjects {
+            let started = Instant::now();
+            let (check, git_token) = self.check_subject(plan, subject).await;
+            self.count(
+                KIND_EXCHANGE,
+                grace_reason(check.ok, check.reason, in_grace),
+                started,
+            );
+            if subject.kind == SubjectKind::FluxSource
+                && let Some(sa_token) = git_token
+            {
+                let started = Instant::now();
+                let answer = self.check_git(plan, &sa_token).await;
+                drop(sa_token);
+                let ok = answer.reason == reasons::GIT_ACCESS_GRANTED;
+                self.count(KIND_GIT, grace_reason(ok, answer.reason, in_grace), started);
+                git = Some(part(
+                    ok,
+                    answer.reason,
+                    answer.message,
+                    in_grace,
+                    reasons::GIT_ACCESS_GRANTED,
+                ));
+            }
+            subjects.push((
+                subject.credential_name.clone(),
+                grace_reason(check.ok, check.reason, in_grace).to_string(),
+            ));
+            if !check.ok && failed.is_none() {
+                failed = Some((subject.subject.clone(), check));
+            }
+        }
+        let exchanged = failed.is_none();
+        let identity = match failed {
+            None => PartState::ready(
+                reasons::TOKEN_EXCHANGE_SUCCEEDED,
+                format!(
+                    "Entra exchanged a token of each of the {} subject(s) for client id {}",
+                    plan.subjects.len(),
+                    plan.client_id
+                ),
+            ),
+            Some((subject, check)) => part(
+                false,
+                check.reason,
+                format!("{subject}: {}", check.message),
+                in_grace,
+                reasons::TOKEN_EXCHANGE_SUCCEEDED,
+            ),
+        };
+        let git = self.git_placeholder(plan, || {
+            git.unwrap_or_else(|| {
+                PartState::unknown(
+                    reasons::VERIFYING,
+                    "waits for the token exchange of the Flux identity to succeed",
+                )
+            })
+        });
+        let all_ok = exchanged
+            && git
+                .as_ref()
+                .is_none_or(|g| g.status == Status::True || !g.blocks);
+        let failures = match recorded {
+            _ if all_ok => 0,
+            Some(r) if r.fingerprint == fingerprint => r.failures.saturating_add(1),
+            _ => 1,
+        };
+        let record = VerificationStatus {
+            fingerprint: fingerprint.to_string(),
+            since: since.to_string(),
+            last_checked: now.to_string(),
+            failures,
+        };
+        let next_check = match schedule::decide(Inputs {
+            previous: Some(&record),
+            fingerprint,
+            rewritten: false,
+            requested: false,
+            now,
+            interval: self.settings.interval,
+            jitter_seed: seed,
+        }) {
+            Decision::Wait(left) => left,
+            Decision::Check { .. } => schedule::RETRY_MIN,
+        };
+        debug!(
+            tenant = %format!("{}/{}", plan.namespace, plan.name),
+            identity = %identity.reason,
+            git = git.as_ref().map(|g| g.reason.as_str()).unwrap_or("-"),
+            failures,
+            "verified the chain"
+        );
+        Verification {
+            identity,
+            git,
+            subjects,
+            record: Some(record),
+            next_check: Some(next_check),
+        }
+    }
+
+    /// TokenRequest, then the exchange for ARM. For the Flux subject, the service-account
+    /// token is handed back for the git check (and dropped by the caller).
+    async fn check_subject(
+        &self,
+        plan: &Plan,
+        subject: &Subject,
+    ) -> (SubjectCheck, Option<SecretToken>) {
+        let sa_token = match self.service_account_token(plan, subject).await {
+            Ok(t) => t,
+            Err(message) => {
+                return (
+                    SubjectCheck {
+                        ok: false,
+                        reason: reasons::EXCHANGE_FAILED,
+                        message,
+                    },
+                    None,
+                );
+            }
+        };
+        let result = self
+            .exchange(plan, &sa_token, &self.settings.arm_scope)
+            .await;
+        let check = match result {
+            // The ARM token proves the chain; it is not used for anything else.
+            Ok(token) => {
+                drop(token);
+                SubjectCheck {
+                    ok: true,
+                    reason: reasons::TOKEN_EXCHANGE_SUCCEEDED,
+                    message: String::new(),
+                }
+            }
+            Err(failure) => self.explain(plan, subject, &sa_token, failure),
+        };
+        let keep = (subject.kind == SubjectKind::FluxSource && check.ok).then_some(sa_token);
+        (check, keep)
+    }
+
+    fn explain(
+        &self,
+        plan: &Plan,
+        subject: &Subject,
+        sa_token: &SecretToken,
+        failure: ExchangeFailure,
+    ) -> SubjectCheck {
+        let refusal = match &failure {
+            ExchangeFailure::Refused { status, body } => answers::classify_entra(*status, body),
+            ExchangeFailure::Transport(_) | ExchangeFailure::Malformed(_) => EntraRefusal {
+                reason: reasons::EXCHANGE_FAILED,
+                code: None,
+                field: None,
+                description: failure.describe(&self.token_url(plan), &plan.client_id),
+            },
+        };
+        let message = if refusal.reason == reasons::FEDERATION_MISMATCH {
+            answers::mismatch_message(
+                &refusal,
+                presented(sa_token).as_ref(),
+                Written {
+                    credential: &subject.credential_name,
+                    issuer: &plan.issuer,
+                    subject: &subject.subject,
+                    audience: &subject.audience,
+                },
+            )
+        } else {
+            answers::refusal_message(&refusal, &plan.client_id, &plan.tenant_id, &plan.issuer)
+        };
+        SubjectCheck {
+            ok: false,
+            reason: refusal.reason,
+            message,
+        }
+    }
+
+    /// The DevOps exchange with the Flux identity's token, then `info/refs` with its answer.
+    async fn check_git(&self, plan: &Plan, sa_token: &SecretToken) -> answers::GitAnswer {
+        let Some(git) = &plan.git else {
+            return answers::classify_git(200, "", &plan.client_id);
+        };
+        let url = match answers::info_refs_url(&git.url, self.settings.devops_endpoint.as_ref()) {
+            Ok(u) => u,
+            Err(message) => {
+                return answers::GitAnswer {
+                    reason: reasons::GIT_CHECK_FAILED,
+                    message,
+                };
+            }
+        };
+        let token = match self.exchange(plan, sa_token, AZURE_DEVOPS_SCOPE).await {
+            Ok(t) => t,
+            Err(failure) => {
+                let description = match &failure {
+                    ExchangeFailure::Refused { status, body } => {
+                        answers::classify_entra(*status, body).description
+                    }
+                    _ => failure.describe(&self.token_url(plan), &plan.client_id),
+                };
+                return answers::GitAnswer {
+                    reason: reasons::GIT_CHECK_FAILED,
+                    message: format!(
+                        "Entra refused a token for Azure DevOps to the Flux identity: {description}"
+                    ),
+                };
+            }
+        };
+        let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
+        let response = self.http.get(url).bearer_auth(token.secret()).send().await;
+        // The DevOps token has done its one job.
+        drop(token);
+        match response {
+            Ok(r) => answers::classify_git(r.status().as_u16(), &shown, &plan.client_id),
+            Err(e) => answers::GitAnswer {
+                reason: reasons::GIT_CHECK_FAILED,
+                message: format!("GET {shown} failed: {}", e.without_url()),
+            },
+        }
+    }
+
+    async fn service_account_token(
+        &self,
+        plan: &Plan,
+        subject: &Subject,
+    ) -> Result<SecretToken, String> {
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &plan.namespace);
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: Some(vec![subject.audience.clone()]),
+                expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
+                ..TokenRequestSpec::default()
+            }),
+            ..TokenRequest::default()
+        };
+        let answer = accounts
+            .create_token_request(&subject.service_account, &PostParams::default(), &request)
+            .await
+            .map_err(|e| {
+                let hint = match &e {
+                    kube::Error::Api(ae) if ae.code == 403 => {
+                        " (the operator needs create on serviceaccounts/token: Helm verification.enabled)"
+                    }
+                    kube::Error::Api(ae) if ae.code == 404 => " (the ServiceAccount does not exist yet)",
+                    _ => "",
+                };
+                format!(
+                    "cannot request a token for ServiceAccount {}/{}: {}{hint}",
+                    plan.namespace,
+                    subject.service_account,
+                    api_error_text(&e)
+                )
+            })?;
+        answer
+            .status
+            .and_then(|s| s.token)
+            .filter(|t| !t.is_empty())
+            .map(SecretToken)
+            .ok_or_else(|| {
+                format!(
+                    "the API server returned no token for ServiceAccount {}/{}",
+                    plan.namespace, subject.service_account
+                )
+            })
+    }
+
+    async fn exchange(
+        &self,
+        plan: &Plan,
+        sa_token: &SecretToken,
+        scope: &str,
+    ) -> Result<crate::azure::AccessToken, ExchangeFailure> {
+        exchange_assertion(
+            &self.http,
+            &self.token_url(plan),
+            &plan.client_id,
+            scope,
+            &sa_token.0,
+            self.azure_metrics(),
+        )
+        .await
+        .map(|(token, _lifetime)| token)
+    }
+
+    fn token_url(&self, plan: &Plan) -> Url {
+        // The tenant id passed validation (a GUID or domain); the authority host parsed at
+        // start-up as a base URL, so this cannot fail; fall back to the host itself.
+        token_url(&self.settings.authority_host, &plan.tenant_id)
+            .unwrap_or_else(|_| self.settings.authority_host.clone())
+    }
+
+    fn azure_metrics(&self) -> &AzureRequestMetrics {
+        &self.metrics.azure
+    }
+
+    fn count(&self, kind: &str, result: &str, started: Instant) {
+        self.metrics
+            .verifications
+            .with_label_values(&[kind, result])
+            .inc();
+        self.metrics
+            .verification_duration
+            .with_label_values(&[kind])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// A service-account token: no `Debug` or `Display`, so it cannot reach a log line.
+struct SecretToken(String);
+
+/// A part from one check's result: inside the grace a failure is `Verifying` (Unknown), never
+/// False.
+fn part(ok: bool, reason: &str, message: String, in_grace: bool, success: &str) -> PartState {
+    if ok {
+        return PartState::ready(success, message);
+    }
+    if in_grace {
+        return PartState::unknown(
+            reasons::VERIFYING,
+            format!(
+                "Entra can take a few minutes to accept a credential just written; checking again. Last answer: {message}"
+            ),
+        );
+    }
+    if answers::is_terminal(reason) {
+        PartState::failed(reason, message)
+    } else {
+        PartState::waiting(reason, message)
+    }
+}
+
+fn grace_reason(ok: bool, reason: &'static str, in_grace: bool) -> &'static str {
+    if !ok && in_grace {
+        reasons::VERIFYING
+    } else {
+        reason
+    }
+}
+
+/// The claims of the token the API server issued: what Entra was shown. Read without checking
+/// the signature: the operator just received the token from the API server itself.
+fn presented(sa_token: &SecretToken) -> Option<Presented> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Audience {
+        One(String),
+        Many(Vec<String>),
+    }
+    #[derive(Deserialize)]
+    struct Claims {
+        iss: String,
+        sub: String,
+        aud: Audience,
+    }
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.insecure_disable_signature_validation();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<Claims>(
+        &sa_token.0,
+        &jsonwebtoken::DecodingKey::from_secret(&[]),
+        &validation,
+    )
+    .ok()?
+    .claims;
+    Some(Presented {
+        issuer: claims.iss,
+        subject: claims.sub,
+        audience: match claims.aud {
+            Audience::One(a) => a,
+            Audience::Many(a) => a.join(","),
+        },
+    })
+}
+
+fn api_error_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(ae) => format!("{} {}", ae.code, ae.message),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

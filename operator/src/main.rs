@@ -50,6 +50,17 @@ enum Command {
         /// Include what --require-namespace-grant needs.
         #[arg(long)]
         require_namespace_grant: bool,
+        /// Include what verification needs (create on serviceaccounts/token), as `run --verify`
+        /// does; `--verify=false` leaves it out.
+        #[arg(
+            long,
+            default_value_t = true,
+            action = clap::ArgAction::Set,
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true"
+        )]
+        verify: bool,
     },
 }
 
@@ -156,7 +167,8 @@ async fn main() {
         Command::Render(args) => run_render(args),
         Command::Rbac {
             require_namespace_grant,
-        } => print_rbac(require_namespace_grant),
+            verify,
+        } => print_rbac(require_namespace_grant, verify),
         Command::Run(args) => run(args).await,
     };
     if let Err(e) = result {
@@ -171,11 +183,12 @@ fn print_crd() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_rbac(require_namespace_grant: bool) -> anyhow::Result<()> {
+fn print_rbac(require_namespace_grant: bool, verify: bool) -> anyhow::Result<()> {
     print!(
         "{}",
         serde_yaml::to_string(&tenant_identity_operator::rbac::required(
-            require_namespace_grant
+            require_namespace_grant,
+            verify
         ))?
     );
     Ok(())

@@ -25,8 +25,9 @@ fn rule(group: &str, resource: &str, verbs: &[&'static str], why: &'static str) 
     }
 }
 
-/// Every rule the reconcile uses. `require_namespace_grant` adds the namespace read.
-pub fn required(require_namespace_grant: bool) -> Vec<AccessRule> {
+/// Every rule the reconcile uses. `require_namespace_grant` adds the namespace read; `verify`
+/// (`run --verify`, on by default) adds the TokenRequests of verification.
+pub fn required(require_namespace_grant: bool, verify: bool) -> Vec<AccessRule> {
     let mut rules = vec![
         rule(
             "identity.tenancy.dev",
@@ -80,6 +81,16 @@ pub fn required(require_namespace_grant: bool) -> Vec<AccessRule> {
             "the grant annotation on tenant namespaces",
         ));
     }
+    if verify {
+        // What Flux's source-controller holds for object-level workload identity: a token of a
+        // tenant's ServiceAccount, requested for the credential's audience.
+        rules.push(rule(
+            "",
+            "serviceaccounts/token",
+            &["create"],
+            "verification: a TokenRequest for each subject's ServiceAccount, exchanged at Entra as the tenant's pods and Flux would",
+        ));
+    }
     rules
 }
 
@@ -89,7 +100,7 @@ mod tests {
 
     #[test]
     fn every_owned_kind_is_covered() {
-        let rules = required(false);
+        let rules = required(false, false);
         for kind in kinds::ChildKind::all() {
             let r = kind.api_resource();
             assert!(
@@ -112,6 +123,34 @@ mod tests {
             );
         }
         assert!(!rules.iter().any(|r| r.resources == ["namespaces"]));
-        assert!(required(true).iter().any(|r| r.resources == ["namespaces"]));
+        assert!(
+            required(true, false)
+                .iter()
+                .any(|r| r.resources == ["namespaces"])
+        );
+    }
+
+    #[test]
+    fn token_requests_only_with_verification() {
+        let token = |rules: &[AccessRule]| {
+            rules
+                .iter()
+                .filter(|r| r.resources.iter().any(|res| res == "serviceaccounts/token"))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert!(token(&required(false, false)).is_empty());
+        assert!(token(&required(true, false)).is_empty());
+        for grant in [false, true] {
+            let rules = token(&required(grant, true));
+            assert_eq!(rules.len(), 1, "{rules:?}");
+            assert_eq!(rules[0].api_groups, [""], "core group");
+            assert_eq!(rules[0].verbs, ["create"], "create only");
+            assert!(!rules[0].why.is_empty());
+        }
+        // Nothing else changes with verification.
+        let mut with = required(false, true);
+        with.retain(|r| r.resources != ["serviceaccounts/token"]);
+        assert_eq!(with, required(false, false));
     }
 }

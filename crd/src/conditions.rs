@@ -25,8 +25,8 @@ pub const ALL_TYPES: [&str; 8] = [
     FEDERATED_CREDENTIALS_READY,
     HOST_SYNC_READY,
     IDENTITY_VERIFIED,
-    GIT_SOURCE_READY,
     GIT_ACCESS_VERIFIED,
+    GIT_SOURCE_READY,
 ];
 
 /// Condition status as Kubernetes spells it.

@@ -28,7 +28,8 @@
 //! `error`, `random`; `wait` → error; `client` → error; `manifests`, `objects` → error, wait;
 //! `simulate`, `arm` → error, objects, wait; `namespace` → error, client, random, wait;
 //! `cluster` → error, client, manifests, namespace, wait; `operator` → error, cluster,
-//! objects, random, wait; `test_env` → error, cluster, namespace, operator.
+//! objects, random, wait; `issuer_relay` → error; `test_env` → error, cluster, issuer_relay,
+//! namespace, operator.
 
 pub mod arm;
 pub mod client;
@@ -36,6 +37,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod error;
 pub mod exposition;
+pub mod issuer_relay;
 pub mod manifests;
 pub mod namespace;
 pub mod objects;

@@ -538,6 +538,51 @@ pub async fn converge(
     tenant: &str,
     timeout: std::time::Duration,
 ) -> Result<tenant_identity_crd::TenantIdentity> {
+    converge_with(client, ns, tenant, timeout, None).await
+}
+
+/// [`converge`], where ASO also creates each credential in Azure: every credential it marks
+/// Ready is registered with the fake Entra `entra` under the tenant's client id
+/// ([`aso_credential_in_entra`]), so that verification can exchange tokens against it.
+pub async fn converge_in_entra(
+    client: &Client,
+    ns: &str,
+    tenant: &str,
+    timeout: std::time::Duration,
+    entra: &fake_arm::FakeArm,
+) -> Result<tenant_identity_crd::TenantIdentity> {
+    converge_with(client, ns, tenant, timeout, Some(entra)).await
+}
+
+/// ASO created the credential `obj` (a FederatedIdentityCredential) in Azure: the fake Entra
+/// `entra` now knows `spec.issuer`, `spec.subject` and `spec.audiences[0]` for `client_id`.
+pub fn aso_credential_in_entra(
+    entra: &fake_arm::FakeArm,
+    client_id: &str,
+    obj: &DynamicObject,
+) -> Result<()> {
+    let field = |pointer: &str| {
+        obj.data
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow::anyhow!("credential {} has no {pointer}", obj.name_any()))
+    };
+    entra.register_federated_credential(
+        client_id,
+        field("/spec/issuer")?,
+        field("/spec/subject")?,
+        field("/spec/audiences/0")?,
+    );
+    Ok(())
+}
+
+async fn converge_with(
+    client: &Client,
+    ns: &str,
+    tenant: &str,
+    timeout: std::time::Duration,
+    entra: Option<&fake_arm::FakeArm>,
+) -> Result<tenant_identity_crd::TenantIdentity> {
     let selector = format!("{TENANT_LABEL}={tenant}");
     crate::wait::poll_until(
         &format!("TenantIdentity {ns}/{tenant} Ready (ASO and Flux simulated)"),
@@ -574,6 +619,9 @@ pub async fn converge(
                         if resource.kind == "GitRepository" {
                             flux_git_ready(client, ns, &obj.name_any()).await?;
                         } else {
+                            if let Some(entra) = entra {
+                                aso_credential_in_entra(entra, &ti.spec.azure.client_id, &obj)?;
+                            }
                             aso_credential_ready(client, &obj).await?;
                         }
                     }

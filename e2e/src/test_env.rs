@@ -2,7 +2,10 @@
 
 use anyhow::Context as _;
 
-use crate::{cluster::Cluster, error::Result, namespace::TestNamespace, operator::Operator};
+use crate::{
+    cluster::Cluster, error::Result, issuer_relay::IssuerRelay, namespace::TestNamespace,
+    operator::Operator,
+};
 
 /// The usual test setup: a cluster, one namespace, one operator.
 pub struct TestEnv {
@@ -12,6 +15,17 @@ pub struct TestEnv {
     pub client: kube::Client,
     /// The fake Azure Resource Manager the operator talks to ([`TestEnv::start_with_arm`]).
     pub fake_arm: Option<fake_arm::FakeArm>,
+    /// The cluster's issuer as the fake Entra reaches it ([`TestEnv::start_verified`]).
+    pub issuer_relay: Option<IssuerRelay>,
+}
+
+/// How [`TestEnv::start_verified`] sets up Entra.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssuerReach {
+    /// Entra can fetch the cluster's OIDC discovery document and keys (through the relay).
+    Reachable,
+    /// Entra cannot (an AKS cluster without the OIDC issuer enabled, say).
+    Unreachable,
 }
 
 impl TestEnv {
@@ -27,6 +41,7 @@ impl TestEnv {
             operator,
             client,
             fake_arm: None,
+            issuer_relay: None,
         })
     }
 
@@ -47,6 +62,53 @@ impl TestEnv {
             operator,
             client,
             fake_arm: Some(fake),
+            issuer_relay: None,
+        })
+    }
+
+    /// Like [`TestEnv::start_with_arm`], with verification on: the operator runs with
+    /// `--verify`, its Entra is the fake's (which verifies every tenant's assertion strictly)
+    /// and `--azure-devops-endpoint` points at the fake Azure DevOps. With
+    /// [`IssuerReach::Reachable`] the fake Entra fetches the cluster's issuer documents through
+    /// an [`IssuerRelay`]; otherwise it cannot reach the issuer at all.
+    pub async fn start_verified(
+        test: &str,
+        reach: IssuerReach,
+        operator_args: &[&str],
+    ) -> Result<Self> {
+        Self::start_verified_with_env(test, reach, operator_args, &[]).await
+    }
+
+    /// [`TestEnv::start_verified`] with extra environment variables for the operator (applied
+    /// last, e.g. `RUST_LOG`).
+    pub async fn start_verified_with_env(
+        test: &str,
+        reach: IssuerReach,
+        operator_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let fake = fake_arm::FakeArm::start()
+            .await
+            .context("cannot start the fake ARM")?;
+        let cluster = Cluster::connect().await?;
+        let ns = cluster.namespace(test).await?;
+        let relay = IssuerRelay::start(&cluster.client()).await?;
+        if reach == IssuerReach::Reachable {
+            relay.trust_in(&fake);
+        }
+        let devops = fake.devops_url();
+        let mut args = vec!["--verify", "--azure-devops-endpoint", devops.as_str()];
+        args.extend_from_slice(operator_args);
+        let arm = crate::operator::ArmSettings::for_fake(&fake);
+        let operator = Operator::spawn(&cluster, "operator", &args, Some(arm), env).await?;
+        let client = cluster.client();
+        Ok(Self {
+            cluster,
+            ns,
+            operator,
+            client,
+            fake_arm: Some(fake),
+            issuer_relay: Some(relay),
         })
     }
 

@@ -921,6 +921,7 @@ async fn tokens_never_reach_the_logs() {
         operator,
         client,
         fake_arm: Some(fake),
+        issuer_relay: None,
     };
     let fake = env.arm().unwrap();
     // A failure too, so error paths log.

@@ -148,6 +148,9 @@ pub struct Summary {
     pub host_service_accounts: Vec<String>,
     pub written_identities: Vec<String>,
     pub verification: Option<VerificationStatus>,
+    /// Part of a reconcile request (`reconcile.fluxcd.io/requestedAt`) is still to do: keep
+    /// the request unhandled in status.
+    pub request_pending: bool,
 }
 
 impl Summary {
@@ -182,6 +185,7 @@ pub fn summarize(outcome: Outcome<'_>, previous: Option<&TenantIdentityStatus>) 
                 _ => previously_written(),
             },
             verification: None,
+            request_pending: false,
         },
         Outcome::Failed(f) => {
             let mut parts = Vec::new();
@@ -206,6 +210,7 @@ pub fn summarize(outcome: Outcome<'_>, previous: Option<&TenantIdentityStatus>) 
                     .unwrap_or_default(),
                 written_identities: previously_written(),
                 verification: previous.and_then(|s| s.verification.clone()),
+                request_pending: false,
             }
         }
         Outcome::Converged(o) => converged(o),
@@ -223,6 +228,7 @@ pub fn summarize(outcome: Outcome<'_>, previous: Option<&TenantIdentityStatus>) 
             host_service_accounts: Vec::new(),
             written_identities: previously_written(),
             verification: previous.and_then(|s| s.verification.clone()),
+            request_pending: false,
         },
     }
 }
@@ -265,11 +271,13 @@ fn converged(o: &Observed) -> Summary {
         (c::FEDERATED_CREDENTIALS_READY, &o.credentials.part),
         (c::IDENTITY_VERIFIED, &o.verification.identity),
     ];
-    if let Some(git) = &o.git {
-        parts.push((c::GIT_SOURCE_READY, &git.part));
-    }
+    // Git access before Flux's own view: when the operator knows why Flux cannot fetch, that
+    // is the reason a person can act on.
     if let Some(access) = &o.verification.git {
         parts.push((c::GIT_ACCESS_VERIFIED, access));
+    }
+    if let Some(git) = &o.git {
+        parts.push((c::GIT_SOURCE_READY, &git.part));
     }
     let stalled_git = o
         .git
@@ -315,6 +323,7 @@ fn converged(o: &Observed) -> Summary {
         host_service_accounts: plan.host_service_accounts(),
         written_identities: o.credentials.written_identities.clone(),
         verification: o.verification.record.clone(),
+        request_pending: o.verification.request_deferred,
     }
 }
 

@@ -43,6 +43,7 @@ pub(super) async fn write_status(
     let requested_at = ti
         .annotations()
         .get(names::REQUESTED_AT_ANNOTATION)
+        .filter(|_| !summary.request_pending)
         .cloned()
         .or(previous.last_handled_reconcile_at.clone());
     let status = TenantIdentityStatus {

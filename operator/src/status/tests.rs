@@ -37,6 +37,7 @@ fn observed(plan: &Plan) -> Observed {
             )],
             record: None,
             next_check: None,
+            request_deferred: false,
         },
     }
 }
@@ -352,10 +353,11 @@ fn verification_off_or_not_applicable_does_not_hold_ready() {
 }
 
 #[test]
-fn git_access_denied_blocks_ready_after_the_git_source() {
+fn git_access_denied_blocks_ready_before_fluxs_own_view() {
     let p = plan();
     let mut o = observed(&p);
-    o.git = git(PartState::ready("Succeeded", "stored artifact"), None);
+    // Flux fails to fetch too; the operator's diagnosis is the reason.
+    o.git = git(PartState::waiting("AuthenticationFailed", "401"), None);
     o.verification.git = Some(PartState::failed(
         "GitAccessDenied",
         "add the service principal",
@@ -372,8 +374,17 @@ fn git_access_denied_blocks_ready_after_the_git_source() {
             "HostSyncReady",
             "FederatedCredentialsReady",
             "IdentityVerified",
-            "GitSourceReady",
-            "GitAccessVerified"
+            "GitAccessVerified",
+            "GitSourceReady"
         ]
     );
+}
+
+#[test]
+fn a_deferred_reconcile_request_stays_pending() {
+    let p = plan();
+    let mut o = observed(&p);
+    assert!(!compute(&o).request_pending);
+    o.verification.request_deferred = true;
+    assert!(compute(&o).request_pending);
 }

@@ -121,6 +121,9 @@ pub struct Verification {
     pub record: Option<VerificationStatus>,
     /// The next check is due in this long (None: nothing scheduled).
     pub next_check: Option<Duration>,
+    /// A reconcile request asked for a check that the per-identity rate limit put off: the
+    /// request is not recorded as handled yet, so the next reconcile still sees it.
+    pub request_deferred: bool,
 }
 
 /// What the pipeline knows when it asks for a check.
@@ -206,6 +209,7 @@ impl Verifier {
                 subjects: Vec::new(),
                 record: None,
                 next_check: None,
+                request_deferred: false,
             };
         }
         let recorded = previous.and_then(|s| s.verification.clone());
@@ -222,6 +226,7 @@ impl Verifier {
                 subjects: Vec::new(),
                 record: recorded,
                 next_check: None,
+                request_deferred: false,
             };
         }
         let fingerprint = schedule::fingerprint(plan);
@@ -246,7 +251,10 @@ impl Verifier {
             Decision::Check { since } => since,
         };
         if let Some(left) = self.too_soon(&plan.client_id) {
-            return self.carried(ti, plan, recorded, left);
+            return Verification {
+                request_deferred: requested,
+                ..self.carried(ti, plan, recorded, left)
+            };
         }
         let _slot = self.slots.acquire().await;
         let in_grace = now
@@ -314,6 +322,7 @@ impl Verifier {
             subjects,
             record: recorded,
             next_check: Some(left),
+            request_deferred: false,
         }
     }
 
@@ -457,6 +466,7 @@ impl Verifier {
             subjects,
             record: Some(record),
             next_check: Some(next_check),
+            request_deferred: false,
         }
     }
 

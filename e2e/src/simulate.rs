@@ -541,23 +541,49 @@ pub async fn converge(
     converge_with(client, ns, tenant, timeout, None).await
 }
 
+/// Where ASO "creates" a credential in Azure: the fake Entra, in-process ([`fake_arm::FakeArm`])
+/// or behind the `fake-arm` binary's admin API (`e2e-ctl`).
+pub trait Entra: Sync {
+    /// The application `client_id` now has the federated credential issuer/subject/audience.
+    fn register_credential<'a>(
+        &'a self,
+        client_id: &'a str,
+        issuer: &'a str,
+        subject: &'a str,
+        audience: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<()>>;
+}
+
+impl Entra for fake_arm::FakeArm {
+    fn register_credential<'a>(
+        &'a self,
+        client_id: &'a str,
+        issuer: &'a str,
+        subject: &'a str,
+        audience: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<()>> {
+        self.register_federated_credential(client_id, issuer, subject, audience);
+        Box::pin(async { Ok(()) })
+    }
+}
+
 /// [`converge`], where ASO also creates each credential in Azure: every credential it marks
-/// Ready is registered with the fake Entra `entra` under the tenant's client id
-/// ([`aso_credential_in_entra`]), so that verification can exchange tokens against it.
+/// Ready is registered with `entra` under the tenant's client id ([`aso_credential_in_entra`]),
+/// so that verification can exchange tokens against it.
 pub async fn converge_in_entra(
     client: &Client,
     ns: &str,
     tenant: &str,
     timeout: std::time::Duration,
-    entra: &fake_arm::FakeArm,
+    entra: &dyn Entra,
 ) -> Result<tenant_identity_crd::TenantIdentity> {
     converge_with(client, ns, tenant, timeout, Some(entra)).await
 }
 
-/// ASO created the credential `obj` (a FederatedIdentityCredential) in Azure: the fake Entra
-/// `entra` now knows `spec.issuer`, `spec.subject` and `spec.audiences[0]` for `client_id`.
-pub fn aso_credential_in_entra(
-    entra: &fake_arm::FakeArm,
+/// ASO created the credential `obj` (a FederatedIdentityCredential) in Azure: `entra` now knows
+/// `spec.issuer`, `spec.subject` and `spec.audiences[0]` for `client_id`.
+pub async fn aso_credential_in_entra(
+    entra: &dyn Entra,
     client_id: &str,
     obj: &DynamicObject,
 ) -> Result<()> {
@@ -567,13 +593,14 @@ pub fn aso_credential_in_entra(
             .and_then(Value::as_str)
             .ok_or_else(|| anyhow::anyhow!("credential {} has no {pointer}", obj.name_any()))
     };
-    entra.register_federated_credential(
-        client_id,
-        field("/spec/issuer")?,
-        field("/spec/subject")?,
-        field("/spec/audiences/0")?,
-    );
-    Ok(())
+    entra
+        .register_credential(
+            client_id,
+            field("/spec/issuer")?,
+            field("/spec/subject")?,
+            field("/spec/audiences/0")?,
+        )
+        .await
 }
 
 async fn converge_with(
@@ -581,7 +608,7 @@ async fn converge_with(
     ns: &str,
     tenant: &str,
     timeout: std::time::Duration,
-    entra: Option<&fake_arm::FakeArm>,
+    entra: Option<&dyn Entra>,
 ) -> Result<tenant_identity_crd::TenantIdentity> {
     let selector = format!("{TENANT_LABEL}={tenant}");
     crate::wait::poll_until(
@@ -620,7 +647,8 @@ async fn converge_with(
                             flux_git_ready(client, ns, &obj.name_any()).await?;
                         } else {
                             if let Some(entra) = entra {
-                                aso_credential_in_entra(entra, &ti.spec.azure.client_id, &obj)?;
+                                aso_credential_in_entra(entra, &ti.spec.azure.client_id, &obj)
+                                    .await?;
                             }
                             aso_credential_ready(client, &obj).await?;
                         }

@@ -60,6 +60,8 @@ ALL_ON = {
     },
     "oidc": {"issuerUrl": "https://eastus.oic.prod-aks.azure.com/72f988bf/1d3f/"},
     "security": {"requireNamespaceGrant": True},
+    "verification": {"enabled": True, "interval": "30m", "grace": "2m", "concurrency": 8,
+                     "azureDevOpsEndpoint": "https://devops-proxy.example.com"},
     "logging": {"format": "text", "level": "info,tenant_identity_operator=debug"},
     "extraEnv": [{"name": "EXTRA", "value": "1"}],
     "metrics": {
@@ -92,6 +94,7 @@ SCENARIOS = {
     "all-features": ALL_ON,
     "replicas-2-minimal": {"replicaCount": 2, "leaderElection": {"enabled": False}},
     "no-leader-election": {"leaderElection": {"enabled": False}},
+    "no-verification": {"verification": {"enabled": False}},
     "existing-serviceaccount": {"serviceAccount": {"create": False, "name": "my-sa"}, "rbac": {"flux": False, "azureServiceOperator": False}},
     "no-rbac": {"rbac": {"create": False}},
     "fullname-override": {"fullnameOverride": "tio", "dashboard": {"enabled": True, "namespace": "monitoring"}},
@@ -112,6 +115,11 @@ BAD_VALUES = {
     "bad digest": {"image": {"digest": "latest"}},
     "error ratio > 1": {"prometheusRule": {"reconcileErrorRatio": 2}},
     "resources typo": {"resources": {"request": {"cpu": "1"}}},
+    "verification typo": {"verification": {"enable": False}},
+    "string for verification bool": {"verification": {"enabled": "false"}},
+    "bad verification interval": {"verification": {"interval": "1 hour"}},
+    "zero verification concurrency": {"verification": {"concurrency": 0}},
+    "http DevOps endpoint": {"verification": {"azureDevOpsEndpoint": "http://devops-proxy.example.com"}},
 }
 
 
@@ -523,12 +531,40 @@ def test_args_follow_values():
         f"--azure-tenant-id={TENANT_ID}", "--oidc-issuer-url=https://eastus.oic.prod-aks.azure.com/72f988bf/1d3f/",
         "--require-namespace-grant", "--arm-endpoint=https://management.usgovcloudapi.net",
         "--authority-host=https://login.microsoftonline.us/", "--arm-api-version=2024-11-30", "--log-format=text",
+        "--verify-interval=30m", "--verify-grace=2m", "--verify-concurrency=8",
+        "--azure-devops-endpoint=https://devops-proxy.example.com",
     ]
     check(args == expected, f"all-features args:\n{args}\n!=\n{expected}")
     defaults = deployment_args({})
     check("--require-namespace-grant" not in defaults and not any(a.startswith("--oidc-issuer-url") for a in defaults),
           f"defaults pass no optional flags: {defaults}")
     check("--log-format=json" in defaults, "default log format json")
+    verify = [a for a in defaults if a.split("=", 1)[0].startswith(("--verify", "--azure-devops-endpoint"))]
+    check(verify == ["--verify-interval=1h", "--verify-grace=3m", "--verify-concurrency=4"],
+          f"verification on by default, no DevOps endpoint: {verify}")
+    off = deployment_args({"verification": {"enabled": False, "azureDevOpsEndpoint": "https://devops-proxy.example.com"}})
+    verify = [a for a in off if a.split("=", 1)[0].startswith(("--verify", "--azure-devops-endpoint"))]
+    check(verify == ["--verify=false"], f"verification.enabled=false passes --verify=false only: {verify}")
+
+
+def test_verification_defaults_are_the_binarys():
+    """The chart's verification defaults are the binary's, so leaving a value out changes nothing."""
+    text = run([tio_bin(), "run", "--help"]).stdout
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["verification"]
+
+    def binary_default(flag):
+        m = re.search(rf"^\s*{re.escape(flag)}(?=[\s\[=]).*?\n(.*?)(?=^\s*-)", text, re.M | re.S)
+        check(m, f"`run --help` has no {flag}")
+        d = re.search(r"\[default: ([^\]]+)\]", m.group(1))
+        check(d, f"`run --help` gives {flag} no default")
+        return d.group(1)
+
+    for flag, key in (("--verify", "enabled"), ("--verify-interval", "interval"), ("--verify-grace", "grace"),
+                      ("--verify-concurrency", "concurrency")):
+        chart_value = str(defaults[key]).lower()
+        check(binary_default(flag) == chart_value, f"verification.{key}={chart_value} but {flag} defaults to "
+                                                   f"{binary_default(flag)}")
+    check(defaults["azureDevOpsEndpoint"] == "", "verification.azureDevOpsEndpoint empty: spec.git.url as written")
 
 
 def test_workload_identity_wiring():
@@ -555,16 +591,17 @@ def test_workload_identity_wiring():
 # RBAC
 # ------------------------------------------------------------------------------------------------
 
-def required_access(require_namespace_grant=False):
+def required_access(require_namespace_grant=False, verify=True):
     """(apiGroup, resource, verbs) the operator needs, as the binary derives them from its child table."""
-    cmd = [tio_bin(), "rbac"] + (["--require-namespace-grant"] if require_namespace_grant else [])
+    cmd = [tio_bin(), "rbac", f"--verify={str(verify).lower()}"] + (["--require-namespace-grant"] if require_namespace_grant else [])
     out = run(cmd)
     check(out.returncode == 0, f"{' '.join(cmd)} failed: {out.stderr}")
     rules = yaml.safe_load(out.stdout)
     return [(g, res, set(r["verbs"])) for r in rules for g in r["apiGroups"] for res in r["resources"]]
 
 
-FORBIDDEN_RESOURCES = {"secrets", "serviceaccounts/token", "pods", "pods/exec", "clusterroles", "clusterrolebindings",
+# serviceaccounts/token is not here: verification needs create on it (test_rbac_follows_verification).
+FORBIDDEN_RESOURCES = {"secrets", "pods", "pods/exec", "clusterroles", "clusterrolebindings",
                        "roles", "rolebindings", "nodes", "*"}
 FORBIDDEN_VERBS = {"*", "escalate", "bind", "impersonate", "deletecollection"}
 
@@ -613,6 +650,46 @@ def test_rbac_least_privilege():
         check(verbs <= have, f"with requireNamespaceGrant the ClusterRole lacks {sorted(verbs - have)} on {group or 'core'}/{resource}")
 
 
+def test_rbac_follows_verification():
+    """verification.enabled=true/false grants what `rbac --verify=true/false` prints: create on
+    serviceaccounts/token (and nothing more on it) only while verification is on."""
+    token = ("", "serviceaccounts/token")
+    for enabled in (True, False):
+        for grant in (False, True):
+            values = {"verification": {"enabled": enabled}, "security": {"requireNamespaceGrant": grant}}
+            label = f"verification.enabled={enabled}, requireNamespaceGrant={grant}"
+            granted = _granted(one(objects(values), "ClusterRole")["rules"])
+            required = required_access(require_namespace_grant=grant, verify=enabled)
+            needed = {(g, res) for g, res, _ in required}
+            for group, resource, verbs in required:
+                have = granted.get((group, resource), set())
+                check(verbs <= have, f"{label}: ClusterRole lacks {sorted(verbs - have)} on {group or 'core'}/{resource}")
+            extra = sorted(k for k in granted if k not in needed)
+            check(not extra, f"{label}: ClusterRole grants resources `rbac --verify={str(enabled).lower()}` does not "
+                             f"print: {extra}")
+            check((token in needed) == enabled, f"{label}: `rbac --verify={str(enabled).lower()}` and serviceaccounts/token")
+            if enabled:
+                check(granted.get(token) == {"create"}, f"{label}: serviceaccounts/token is create only: {granted.get(token)}")
+            else:
+                check(token not in granted, f"{label}: serviceaccounts/token granted with verification off")
+    # The binary's default is the chart's: verification on.
+    check(sorted(map(str, required_access(verify=True))) == sorted(map(str, _rbac_default_output())),
+          "`rbac` without --verify prints what `rbac --verify=true` does")
+    # Never anything else on tokens, in any scenario.
+    for scenario, values in SCENARIOS.items():
+        for rule in (r for cr in find(objects(values), "ClusterRole") for r in cr["rules"]):
+            resources = set(rule.get("resources", []))
+            if "serviceaccounts/token" in resources:
+                check(resources == {"serviceaccounts/token"} and rule["verbs"] == ["create"] and rule["apiGroups"] == [""],
+                      f"{scenario}: token rule {rule}")
+
+
+def _rbac_default_output():
+    out = run([tio_bin(), "rbac"])
+    check(out.returncode == 0, f"`rbac` failed: {out.stderr}")
+    return [(g, res, set(r["verbs"])) for r in yaml.safe_load(out.stdout) for g in r["apiGroups"] for res in r["resources"]]
+
+
 def test_every_rbac_rule_has_a_comment():
     for template in ("clusterrole.yaml", "role.yaml"):
         text = render({})[f"tenant-identity-operator/templates/{template}"]
@@ -638,6 +715,7 @@ AUDIT_DIR = Path(os.environ.get("KUBE_EMULATOR_AUDIT_DIR") or ROOT / "target" / 
 OPERATOR_USER_AGENT = "tenant-identity-operator/"
 # Values that turn every optional rule on.
 EVERY_RULE = {"security": {"requireNamespaceGrant": True}, "leaderElection": {"enabled": True},
+              "verification": {"enabled": True},
               "rbac": {"create": True, "flux": True, "azureServiceOperator": True}}
 # Non-resource URLs every authenticated user may get through Kubernetes' default ClusterRoles
 # system:discovery and system:public-info-viewer: the operator needs no rule of its own for them.

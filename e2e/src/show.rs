@@ -1,5 +1,5 @@
 //! What a user sees of the TenantIdentities of a cluster: `e2e-ctl show`, as `kubectl get ti -A`
-//! plus each tenant's conditions, subjects and children.
+//! plus each tenant's conditions, subjects (with what verification found) and children.
 
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client, ResourceExt, api::ListParams};
@@ -86,10 +86,14 @@ pub async fn show(client: &Client) -> anyhow::Result<()> {
             println!("  subjects:");
             for s in &status.subjects {
                 println!(
-                    "    {:<8} {} -> {}{}",
+                    "    {:<8} {} -> {}{}{}",
                     s.state,
                     s.subject,
                     s.credential_name,
+                    s.verified
+                        .as_ref()
+                        .map(|v| format!(", verified: {v}"))
+                        .unwrap_or_default(),
                     s.message
                         .as_ref()
                         .map(|m| format!(" ({m})"))

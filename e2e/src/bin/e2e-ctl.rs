@@ -11,34 +11,53 @@
 //! e2e-ctl vcluster-sync SECONDS NAMESPACE TENANT   create the host ServiceAccounts vcluster syncs
 //!                                      from a PerServiceAccount tenant's virtual ones
 //! e2e-ctl simulate-ready NAMESPACE TI  mark credentials / GitRepository Ready as ASO / Flux would
-//! e2e-ctl converge SECONDS NAMESPACE/TI...     play ASO and Flux until each TenantIdentity is Ready
+//! e2e-ctl converge [--fake-arm URL] SECONDS NAMESPACE/TI...
+//!                                      play ASO and Flux until each TenantIdentity is Ready; with
+//!                                      --fake-arm, ASO creates each credential in its fake Entra
 //! e2e-ctl wait-ready SECONDS NAMESPACE/TI...   wait until each TenantIdentity is Ready
+//! e2e-ctl wait-condition [--play-aso URL] SECONDS NAMESPACE/TI TYPE STATUS REASON
+//!                                      wait until the condition holds, print its message; with
+//!                                      --play-aso, meanwhile play ASO only (credentials created
+//!                                      in the fake Entra at URL and marked Ready)
 //! e2e-ctl wait-url SECONDS URL                 wait until URL answers 2xx
 //! e2e-ctl show                         print TenantIdentities, conditions, subjects, children
+//! e2e-ctl issuer                       print the service-account issuer the API server discovers
 //! e2e-ctl fake-arm-identity URL SUBSCRIPTION RESOURCE_GROUP NAME [--client-id ID]
 //!                                      create an identity in the fake ARM
 //! e2e-ctl aso-identity NAMESPACE NAME CLIENT_ID   an ASO UserAssignedIdentity reporting CLIENT_ID
 //! e2e-ctl fake-arm-credentials URL SUBSCRIPTION RESOURCE_GROUP NAME  list its federated credentials
+//! e2e-ctl fake-devops-repository URL ORG PROJECT REPO   create ORG/PROJECT/_git/REPO in the fake
+//!                                      Azure DevOps
+//! e2e-ctl fake-devops-member URL ORG CLIENT_ID   add CLIENT_ID to the fake Azure DevOps ORG
 //! e2e-ctl fetch-upstream [PATH...]     find (or download into the cache) the pinned upstream files
 //! ```
 //!
-//! The `fake-arm-*` and `fetch-upstream` commands need no KUBECONFIG; `fake-arm-*` talk to the
-//! admin API (`/_fake/`) of the `fake-arm` binary at URL.
+//! The `fake-arm-*`, `fake-devops-*` and `fetch-upstream` commands need no KUBECONFIG; they and
+//! `--fake-arm` / `--play-aso` talk to the admin API (`/_fake/`) of the `fake-arm` binary at URL
+//! (its ARM listener's base URL, also for the fake Azure DevOps).
 
-use std::{path::PathBuf, process::ExitCode, str::FromStr, time::Duration};
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    str::FromStr,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{DynamicObject, Patch, PatchParams},
 };
 use serde_json::json;
+use tenant_identity_crd::TenantIdentity;
 use tenant_identity_e2e::arm::{CallCounts, IdentityRef, StoredCredential};
 use tenant_identity_e2e::{
     cluster, objects,
-    simulate::{self},
+    simulate::{self, Entra},
     wait::{Check, poll_until},
 };
 use tenant_identity_upstream::{Origin, Resolver};
@@ -88,6 +107,10 @@ enum Cmd {
     SimulateReady { namespace: String, tenant: String },
     /// Play ASO and Flux until each TenantIdentity is Ready.
     Converge {
+        /// Base URL of the `fake-arm` binary: ASO creates each credential it marks Ready in
+        /// its fake Entra (as Azure would hold it), so that verification can exchange tokens.
+        #[arg(long, value_name = "URL")]
+        fake_arm: Option<String>,
         #[arg(value_parser = seconds)]
         seconds: Duration,
         #[arg(value_name = "NAMESPACE/TENANT")]
@@ -100,6 +123,25 @@ enum Cmd {
         #[arg(value_name = "NAMESPACE/TENANT")]
         targets: Vec<Target>,
     },
+    /// Wait until condition TYPE of a TenantIdentity has STATUS and REASON (for its current
+    /// generation), then print the condition's message.
+    WaitCondition {
+        /// Meanwhile play ASO (not Flux) for the tenant: each of its credentials is created in
+        /// the fake Entra of the `fake-arm` binary at URL and marked Ready.
+        #[arg(long, value_name = "URL")]
+        play_aso: Option<String>,
+        #[arg(value_parser = seconds)]
+        seconds: Duration,
+        #[arg(value_name = "NAMESPACE/TENANT")]
+        target: Target,
+        #[arg(value_name = "TYPE")]
+        type_: String,
+        status: String,
+        reason: String,
+    },
+    /// Print the service-account issuer the API server publishes in
+    /// /.well-known/openid-configuration.
+    Issuer,
     /// Wait until URL answers 2xx.
     WaitUrl {
         #[arg(value_parser = seconds)]
@@ -119,6 +161,21 @@ enum Cmd {
     },
     /// List the federated credentials of an identity in the fake ARM at URL.
     FakeArmCredentials(FakeArmIdentity),
+    /// Create the repository ORG/PROJECT/_git/REPO in the fake Azure DevOps of the `fake-arm`
+    /// binary at URL (and the organization if needed).
+    FakeDevopsRepository {
+        url: String,
+        organization: String,
+        project: String,
+        repository: String,
+    },
+    /// Add the identity CLIENT_ID to the organization ORG of the fake Azure DevOps of the
+    /// `fake-arm` binary at URL, as an organization administrator would.
+    FakeDevopsMember {
+        url: String,
+        organization: String,
+        client_id: String,
+    },
     /// Find the pinned upstream files, downloading what is missing into the cache.
     ///
     /// Every pinned file, or the PATHs given (e.g. flux/source.toolkit.fluxcd.io_gitrepositories.yaml);
@@ -214,6 +271,59 @@ async fn run(command: Cmd) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::FetchUpstream { paths } => fetch_upstream(paths).await,
+        Cmd::FakeDevopsRepository {
+            url,
+            organization,
+            project,
+            repository,
+        } => {
+            admin_post(
+                &url,
+                "devops/repositories",
+                &json!({"organization": organization, "project": project, "repository": repository}),
+            )
+            .await?;
+            println!(
+                "Azure DevOps repository {organization}/{project}/_git/{repository} created (fake Azure DevOps)"
+            );
+            Ok(())
+        }
+        Cmd::FakeDevopsMember {
+            url,
+            organization,
+            client_id,
+        } => {
+            admin_post(
+                &url,
+                "devops/members",
+                &json!({"organization": organization, "clientId": client_id}),
+            )
+            .await?;
+            println!(
+                "client id {client_id} added to the Azure DevOps organization {organization} (Organization settings, Users)"
+            );
+            Ok(())
+        }
+        Cmd::Issuer => {
+            println!("{}", cluster::discovered_issuer(&client().await?).await?);
+            Ok(())
+        }
+        Cmd::WaitCondition {
+            play_aso,
+            seconds,
+            target,
+            type_,
+            status,
+            reason,
+        } => {
+            let entra = play_aso.as_deref().map(FakeEntra::new).transpose()?;
+            let wanted = Wanted {
+                type_,
+                status,
+                reason,
+            };
+            wait_condition(&client().await?, seconds, &target, &wanted, entra.as_ref()).await
+        }
         Cmd::InstallCrds => cluster::install_crds(&client().await?).await,
         Cmd::CreateNamespace { names } => create_namespaces(&client().await?, &names).await,
         Cmd::Apply { files } => apply(&client().await?, &files).await,
@@ -303,7 +413,14 @@ async fn run(command: Cmd) -> anyhow::Result<()> {
         Cmd::WaitReady { seconds, targets } => {
             wait_ready(&client().await?, seconds, &targets).await
         }
-        Cmd::Converge { seconds, targets } => converge(&client().await?, seconds, targets).await,
+        Cmd::Converge {
+            fake_arm,
+            seconds,
+            targets,
+        } => {
+            let entra = fake_arm.as_deref().map(FakeEntra::new).transpose()?;
+            converge(&client().await?, seconds, targets, entra.as_ref()).await
+        }
         Cmd::Show => tenant_identity_e2e::show::show(&client().await?).await,
     }
 }
@@ -377,40 +494,247 @@ async fn wait_ready(client: &Client, timeout: Duration, targets: &[Target]) -> a
     {
         let target = format!("{ns}/{name}");
         let api = objects::tenants(client, ns);
-        poll_until(
+        let ti = poll_until(
             &format!("TenantIdentity {target} Ready"),
             timeout,
             || async {
                 let ti = api.get(name).await?;
                 Ok(if objects::is_ready(&ti) {
-                    Check::Done(())
+                    Check::Done(ti)
                 } else {
-                    let ready = objects::condition(&ti, "Ready")
-                        .map(|c| format!("{} {}: {}", c.status, c.reason, c.message))
-                        .unwrap_or_else(|| "no Ready condition".into());
-                    Check::NotYet(ready)
+                    Check::NotYet(condition_text(&ti, "Ready"))
                 })
             },
         )
         .await?;
         println!("tenantidentity/{name} ({ns}) is Ready");
+        print_verified(&ti);
     }
     Ok(())
 }
 
-async fn converge(client: &Client, timeout: Duration, targets: Vec<Target>) -> anyhow::Result<()> {
+/// `TYPE=STATUS REASON: message`, or that there is no such condition.
+fn condition_text(ti: &TenantIdentity, type_: &str) -> String {
+    objects::condition(ti, type_)
+        .map(|c| format!("{type_}={} {}: {}", c.status, c.reason, c.message))
+        .unwrap_or_else(|| format!("no {type_} condition"))
+}
+
+/// The verification conditions of a Ready tenant, one line each.
+fn print_verified(ti: &TenantIdentity) {
+    for type_ in ["IdentityVerified", "GitAccessVerified"] {
+        if let Some(c) = objects::condition(ti, type_) {
+            println!("  {type_}={} {}: {}", c.status, c.reason, c.message);
+        }
+    }
+}
+
+async fn converge(
+    client: &Client,
+    timeout: Duration,
+    targets: Vec<Target>,
+    entra: Option<&FakeEntra>,
+) -> anyhow::Result<()> {
     for Target {
         namespace: ns,
         name,
     } in targets
     {
-        let ti = simulate::converge(client, &ns, &name, timeout).await?;
-        let subjects = ti.status.map(|s| s.subjects.len()).unwrap_or_default();
+        let ti = match entra {
+            Some(entra) => simulate::converge_in_entra(client, &ns, &name, timeout, entra).await?,
+            None => simulate::converge(client, &ns, &name, timeout).await?,
+        };
+        let subjects = ti
+            .status
+            .as_ref()
+            .map(|s| s.subjects.len())
+            .unwrap_or_default();
         println!(
             "tenantidentity/{name} ({ns}) is Ready: {subjects} credential(s) marked Ready as ASO would, GitRepository as Flux would"
         );
+        if let Some(entra) = entra {
+            entra.print_registered();
+        }
+        print_verified(&ti);
     }
     Ok(())
+}
+
+/// The condition `wait-condition` waits for.
+struct Wanted {
+    type_: String,
+    status: String,
+    reason: String,
+}
+
+/// ASO reports the credential Ready for its current generation.
+fn aso_reports_ready(obj: &DynamicObject) -> bool {
+    let generation = obj.metadata.generation.unwrap_or(1);
+    obj.data
+        .pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c["type"] == "Ready"
+                    && c["status"] == "True"
+                    && c["observedGeneration"].as_i64() == Some(generation)
+            })
+        })
+}
+
+/// ASO, one round: every credential of `ti` not Ready yet is created in `entra` and marked Ready.
+async fn play_aso(client: &Client, ti: &TenantIdentity, entra: &FakeEntra) -> anyhow::Result<()> {
+    let ns = ti.namespace().unwrap_or_default();
+    for obj in objects::credentials(client, &ns, &ti.name_any())
+        .await?
+        .values()
+    {
+        if !aso_reports_ready(obj) {
+            simulate::aso_credential_in_entra(entra, &ti.spec.azure.client_id, obj).await?;
+            simulate::aso_credential_ready(client, obj).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Wait (bounded poll) until the condition holds for the tenant's current generation, playing
+/// ASO meanwhile when `entra` is given; print the condition and how long it took.
+async fn wait_condition(
+    client: &Client,
+    timeout: Duration,
+    target: &Target,
+    wanted: &Wanted,
+    entra: Option<&FakeEntra>,
+) -> anyhow::Result<()> {
+    let Target {
+        namespace: ns,
+        name,
+    } = target;
+    let Wanted {
+        type_,
+        status,
+        reason,
+    } = wanted;
+    let api = objects::tenants(client, ns);
+    let started = Instant::now();
+    let ti = poll_until(
+        &format!("TenantIdentity {ns}/{name} {type_}={status} {reason}"),
+        timeout,
+        || async {
+            let ti = api.get(name).await?;
+            let current =
+                ti.status.as_ref().and_then(|s| s.observed_generation) == ti.metadata.generation;
+            if current && objects::has_condition(&ti, type_, status, Some(reason)) {
+                return Ok(Check::Done(ti));
+            }
+            if let Some(entra) = entra {
+                play_aso(client, &ti, entra).await?;
+            }
+            Ok(Check::NotYet(condition_text(&ti, type_)))
+        },
+    )
+    .await?;
+    if let Some(entra) = entra {
+        entra.print_registered();
+    }
+    let message = objects::condition(&ti, type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    println!(
+        "tenantidentity/{name} ({ns}): {type_}={status} {reason} (waited {}s)",
+        started.elapsed().as_secs()
+    );
+    println!("  message: {message}");
+    if let Some(ready) = objects::condition(&ti, "Ready").filter(|_| type_ != "Ready") {
+        let said = if ready.message == message {
+            " (the same message)".to_string()
+        } else {
+            format!(": {}", ready.message)
+        };
+        println!("  Ready={} {}{said}", ready.status, ready.reason);
+    }
+    Ok(())
+}
+
+/// The fake Entra of the `fake-arm` binary, through its admin API: where ASO creates the
+/// credentials `converge` / `wait-condition --play-aso` mark Ready, as Azure would hold them.
+struct FakeEntra {
+    url: String,
+    http: reqwest::Client,
+    /// What was registered and not printed yet: (client id, subject).
+    registered: Mutex<Vec<(String, String)>>,
+}
+
+impl FakeEntra {
+    fn new(url: &str) -> anyhow::Result<Self> {
+        Ok(FakeEntra {
+            url: url.trim_end_matches('/').to_string(),
+            http: http()?,
+            registered: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Say which credentials were created in Entra since the last call.
+    fn print_registered(&self) {
+        let registered =
+            std::mem::take(&mut *self.registered.lock().unwrap_or_else(|e| e.into_inner()));
+        for (client_id, subject) in registered {
+            println!("  created in Entra (the fake's) for client id {client_id}: {subject}");
+        }
+    }
+}
+
+impl Entra for FakeEntra {
+    fn register_credential<'a>(
+        &'a self,
+        client_id: &'a str,
+        issuer: &'a str,
+        subject: &'a str,
+        audience: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            post_json(
+                &self.http,
+                &format!(
+                    "{}/_fake/entra/applications/{client_id}/federated-credentials",
+                    self.url
+                ),
+                &json!({"issuer": issuer, "subject": subject, "audience": audience}),
+            )
+            .await?;
+            self.registered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((client_id.to_string(), subject.to_string()));
+            Ok(())
+        })
+    }
+}
+
+/// POST `body` to `endpoint`; an answer other than 2xx is an error showing it.
+async fn post_json(
+    http: &reqwest::Client,
+    endpoint: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let response = http
+        .post(endpoint)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {endpoint}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        bail!("POST {endpoint}: {status} {body}");
+    }
+    Ok(())
+}
+
+/// POST `body` to `/_fake/<route>` of the `fake-arm` binary at `url`.
+async fn admin_post(url: &str, route: &str, body: &serde_json::Value) -> anyhow::Result<()> {
+    let endpoint = format!("{}/_fake/{route}", url.trim_end_matches('/'));
+    post_json(&http()?, &endpoint, body).await
 }
 
 async fn wait_url(timeout: Duration, url: &str) -> anyhow::Result<()> {
@@ -443,17 +767,7 @@ async fn fake_arm_identity(args: &FakeArmIdentity) -> anyhow::Result<()> {
     if let Some(client_id) = &args.client_id {
         body["clientId"] = json!(client_id);
     }
-    let response = http()?
-        .post(&endpoint)
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("POST {endpoint}"))?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        bail!("POST {endpoint}: {status} {body}");
-    }
+    post_json(&http()?, &endpoint, &body).await?;
     println!("userAssignedIdentity {} created", identity.arm_id());
     Ok(())
 }

@@ -137,6 +137,9 @@ struct RunArgs {
     /// Checks in flight at once, across all tenants.
     #[arg(long, env = "VERIFY_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     verify_concurrency: u16,
+    /// Reconciles in flight at once: bounds the load on the API server and the connections to it.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
     /// Replaces the scheme and host of spec.git.url for the git access check only (proxies,
     /// sovereign clouds, tests), as --arm-endpoint and --authority-host do for ARM and Entra.
     #[arg(long, env = "AZURE_DEVOPS_ENDPOINT")]
@@ -260,6 +263,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         issuer: IssuerSource::new(args.oidc_issuer_url),
         backends: Backends::new(client.clone(), arm),
         verifier,
+        concurrency: args.max_concurrent_reconciles,
     });
     let shutdown = shutdown_signal().shared();
 

@@ -20,7 +20,13 @@ pub struct Metrics {
     pub verifications: IntCounterVec,
     pub verification_duration: HistogramVec,
     pub azure: AzureRequestMetrics,
+    /// When the object gauges were last recounted (milliseconds since `started`).
+    objects_counted_at: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
 }
+
+/// How often the object gauges are recounted from the cache at most.
+const OBJECTS_RECOUNT_MS: u64 = 1000;
 
 /// The verbs of `tenant_identity_api_requests_total`, as kube-apiserver's request metrics spell
 /// them: a GET of a collection is a LIST (a WATCH with `watch=true`), a server-side apply is an
@@ -118,7 +124,11 @@ impl Metrics {
                 "tenant_identity_reconcile_duration_seconds",
                 "Duration of one reconciliation.",
             )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            // From a cached no-op (about a millisecond) to a flooded API server (minutes).
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                120.0, 300.0,
+            ]),
             &[],
         )?;
         let objects = IntGaugeVec::new(
@@ -213,6 +223,8 @@ impl Metrics {
             verifications,
             verification_duration,
             azure,
+            objects_counted_at: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -221,6 +233,21 @@ impl Metrics {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+
+    /// Whether the object gauges are due for a recount (at most once a second; the first call
+    /// always is). Claims the recount: concurrent callers get false.
+    pub fn objects_due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = u64::try_from(self.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let last = self.objects_counted_at.load(Ordering::Relaxed);
+        (last == 0 || now.saturating_sub(last) >= OBJECTS_RECOUNT_MS)
+            && self
+                .objects_counted_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Replace the object gauges with counts from the current cache.

@@ -5,10 +5,13 @@
 //! UserAssignedIdentity object's `status.clientId` (what ASO read from Azure), `owner.armId`
 //! against ARM itself when the operator has an Azure identity.
 
+use std::sync::RwLock;
+
 use futures::{FutureExt, future::BoxFuture};
 use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject},
+    runtime::reflector::{ObjectRef, Store},
 };
 use tenant_identity_crd::{kinds::ChildKind, reasons};
 
@@ -43,11 +46,43 @@ pub struct AzureServiceOperator {
     client: Client,
     /// For `owner.armId`: None when the operator has no Azure identity.
     arm: Option<ArmBackend>,
+    /// The watch's cache of UserAssignedIdentities, once a controller run has one: the binding
+    /// then reads no object from the API server.
+    identities: RwLock<Option<IdentityCache>>,
 }
+
+/// UserAssignedIdentities as a controller run's watch sees them.
+pub type IdentityCache = Store<DynamicObject>;
 
 impl AzureServiceOperator {
     pub fn new(client: Client, arm: Option<ArmBackend>) -> Self {
-        Self { client, arm }
+        Self {
+            client,
+            arm,
+            identities: RwLock::new(None),
+        }
+    }
+
+    pub fn use_identity_cache(&self, cache: IdentityCache) {
+        *self.identities.write().unwrap_or_else(|e| e.into_inner()) = Some(cache);
+    }
+
+    /// The UserAssignedIdentity `name` of `ns`: from the cache once it has listed, else read.
+    async fn identity(&self, ns: &str, name: &str) -> Result<Option<DynamicObject>> {
+        let cache = self
+            .identities
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(store) = cache
+            && store.wait_until_ready().now_or_never().is_some()
+        {
+            let reference = ObjectRef::new_with(name, user_assigned_identity()).within(ns);
+            return Ok(store.get(&reference).map(|obj| (*obj).clone()));
+        }
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), ns, &user_assigned_identity());
+        api.get_opt(name).await.map_err(Error::KubernetesApiError)
     }
 
     async fn bind_named(&self, plan: &Plan, name: &str) -> Result<Binding> {
@@ -61,12 +96,7 @@ impl AzureServiceOperator {
             }
             .into()
         };
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.client.clone(),
-            &plan.namespace,
-            &user_assigned_identity(),
-        );
-        let Some(uai) = api.get_opt(name).await.map_err(Error::KubernetesApiError)? else {
+        let Some(uai) = self.identity(&plan.namespace, name).await? else {
             return Err(not_ready(format!(
                 "{what} (spec.azure.identity.azureServiceOperator.name) does not exist: create it with Azure Service Operator; credentials are written only once its status.clientId is spec.azure.clientId"
             )));

@@ -34,6 +34,11 @@ impl Backends {
         }
     }
 
+    /// Let the ASO binding read UserAssignedIdentities from a controller run's watch.
+    pub fn use_identity_cache(&self, cache: aso::IdentityCache) {
+        self.aso.use_identity_cache(cache);
+    }
+
     pub fn get(&self, backend: &Backend) -> &dyn CredentialBackend {
         match backend {
             Backend::AzureServiceOperator(_) => &self.aso,

@@ -4,7 +4,7 @@
 //! releases them when no longer wanted. Then `HostSyncReady`: the host ServiceAccounts and whether
 //! the vcluster's Flux HelmRelease really carries the sync rules (`children::vcluster_release`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
@@ -14,10 +14,14 @@ use kube::{
 use tenant_identity_crd::{TenantIdentity, kinds::ObservedKind};
 use tracing::info;
 
-use super::{Context, valid};
+use super::{
+    Context,
+    cache::{Lookup, SlimServiceAccount, service_account_slim as slim},
+    valid,
+};
 use crate::{
     children::{
-        host_service_account,
+        self, host_service_account,
         vcluster_release::{self, HostServiceAccounts, Release},
     },
     error::{Error, Result},
@@ -41,9 +45,19 @@ pub(super) async fn sync_host_service_account(
         &host_service_account::resource(),
     );
     let mut accounts = HostServiceAccounts::default();
+    let wanted = children::identity_annotations(plan);
     for name in host_service_account::names(plan) {
-        if !existing.contains(&name) {
+        let Some(account) = existing.get(&name) else {
             accounts.missing.push(name);
+            continue;
+        };
+        // Already carries our annotations, applied by us: nothing to write.
+        if account.applied_by_us
+            && wanted
+                .iter()
+                .all(|(k, v)| account.annotations.get(k) == Some(v))
+        {
+            accounts.annotated.push(name);
             continue;
         }
         match dynamic
@@ -60,7 +74,12 @@ pub(super) async fn sync_host_service_account(
             Err(e) => return Err(Error::KubernetesApiError(e)),
         }
     }
-    let release = read_release(plan, ctx).await?;
+    let release = match ctx.caches.release(&plan.namespace, &plan.vcluster) {
+        Lookup::Found(hr) => ReleaseRead::Found(Box::new((*hr).clone())),
+        // Not listed yet, or the kind is not watched (not served, or not readable): ask.
+        Lookup::Absent if ctx.caches.releases.is_some() => ReleaseRead::Absent,
+        Lookup::Absent | Lookup::Unknown => read_release(plan, ctx).await?,
+    };
     let release = match &release {
         ReleaseRead::Absent => Release::Absent,
         ReleaseRead::Forbidden(message) => Release::Unreadable(message),
@@ -94,13 +113,13 @@ async fn read_release(plan: &Plan, ctx: &Context) -> Result<ReleaseRead> {
 
 /// Release our annotations from host ServiceAccounts (those we applied to and do not own as a
 /// child) except those `keep` wants and those another TenantIdentity of the namespace still
-/// wants. Returns the names of the namespace's ServiceAccounts, so the caller needs no second
-/// read.
+/// wants. Returns the namespace's ServiceAccounts (from the cache, or one list while it has not
+/// synced), so the caller needs no second read.
 pub(super) async fn release_host_annotations(
     ti: &TenantIdentity,
     keep: Option<&Plan>,
     ctx: &Context,
-) -> Result<BTreeSet<String>> {
+) -> Result<BTreeMap<String, SlimServiceAccount>> {
     let ns = ti.namespace().unwrap_or_default();
     let keep: BTreeSet<String> = keep
         .map(host_service_account::names)
@@ -108,30 +127,32 @@ pub(super) async fn release_host_annotations(
         .into_iter()
         .collect();
     let wanted_by_others: BTreeSet<String> = ctx
-        .tenants()
+        .tenants_in(&ns)
         .iter()
         .filter_map(|g| valid(g))
-        .filter(|t| t.namespace().as_deref() == Some(ns.as_str()) && t.uid() != ti.uid())
+        .filter(|t| t.uid() != ti.uid())
         .filter(|t| t.meta().deletion_timestamp.is_none())
         .flat_map(host_service_account::wanted)
         .collect();
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client(), &ns);
-    let list = api
-        .list(&ListParams::default())
-        .await
-        .map_err(Error::KubernetesApiError)?;
-    let mut existing = BTreeSet::new();
-    for sa in list.items {
-        let name = sa.name_any();
-        existing.insert(name.clone());
-        let applied_by_us = sa.managed_fields().iter().any(|m| {
-            m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
-        });
-        let is_child = sa
-            .owner_references()
-            .iter()
-            .any(|o| o.kind == "TenantIdentity");
-        if !applied_by_us || is_child || keep.contains(&name) || wanted_by_others.contains(&name) {
+    let existing = match ctx.caches.service_accounts.in_namespace(&ns) {
+        Some(accounts) => accounts,
+        None => {
+            let api: Api<ServiceAccount> = Api::namespaced(ctx.client(), &ns);
+            api.list_metadata(&ListParams::default())
+                .await
+                .map_err(Error::KubernetesApiError)?
+                .items
+                .iter()
+                .map(|sa| (sa.name_any(), slim(sa)))
+                .collect()
+        }
+    };
+    for (name, sa) in &existing {
+        if !sa.applied_by_us
+            || sa.is_child
+            || keep.contains(name)
+            || wanted_by_others.contains(name)
+        {
             continue;
         }
         info!(tenant = %ti.name_any(), service_account = %name, "releasing workload identity annotations");
@@ -139,9 +160,9 @@ pub(super) async fn release_host_annotations(
             Api::namespaced_with(ctx.client(), &ns, &host_service_account::resource());
         match dynamic
             .patch(
-                &name,
+                name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&host_service_account::release(&ns, &name)),
+                &Patch::Apply(&host_service_account::release(&ns, name)),
             )
             .await
         {

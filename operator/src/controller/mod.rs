@@ -7,6 +7,7 @@
 //! table; the I/O steps live in `owned` (apply and prune children), `host_service_account` and
 //! `status_writer`; credential backends in `crate::backends`.
 
+pub mod cache;
 mod host_service_account;
 mod owned;
 mod run;
@@ -41,6 +42,8 @@ use kube::{
 use tenant_identity_crd::{DeletionPolicy, TenantIdentity, conditions::Status, kinds::ChildKind};
 use tracing::{debug, info, warn};
 
+use cache::{Caches, Lookup};
+
 use crate::{
     backends::{Backends, Binding, SyncInput},
     children::{self, Observation},
@@ -63,21 +66,25 @@ pub struct Services {
     pub issuer: IssuerSource,
     pub backends: Backends,
     pub verifier: Verifier,
+    /// Reconciles in flight at once (`--max-concurrent-reconciles`).
+    pub concurrency: u16,
 }
 
 /// Per controller run: the process's services plus this run's cache.
 pub struct Context {
     pub services: Arc<Services>,
     pub store: Store<Guarded>,
+    pub caches: Arc<Caches>,
     /// Per object (namespace, name): consecutive failures grow the delay until a success.
     backoffs: Mutex<HashMap<(String, String), ExponentialBackoff>>,
 }
 
 impl Context {
-    fn new(services: Arc<Services>, store: Store<Guarded>) -> Self {
+    fn new(services: Arc<Services>, store: Store<Guarded>, caches: Arc<Caches>) -> Self {
         Self {
             services,
             store,
+            caches,
             backoffs: Mutex::new(HashMap::new()),
         }
     }
@@ -86,9 +93,24 @@ impl Context {
         self.services.client.clone()
     }
 
-    /// Valid TenantIdentities in the cache (unreadable ones are reported, not reconciled).
-    fn tenants(&self) -> Vec<Arc<Guarded>> {
-        self.store.state()
+    /// Valid TenantIdentities of namespace `ns` in the cache (through the index).
+    fn tenants_in(&self, ns: &str) -> Vec<Arc<Guarded>> {
+        self.caches
+            .tenants
+            .in_namespace(ns)
+            .into_iter()
+            .filter_map(|name| self.store.get(&ObjectRef::new(&name).within(ns)))
+            .collect()
+    }
+
+    /// TenantIdentities in the cache naming `client_id` (through the index).
+    fn tenants_with_client_id(&self, client_id: &str) -> Vec<Arc<Guarded>> {
+        self.caches
+            .tenants
+            .with_client_id(client_id)
+            .into_iter()
+            .filter_map(|(ns, name)| self.store.get(&ObjectRef::new(&name).within(&ns)))
+            .collect()
     }
 
     fn next_backoff(&self, key: (String, String)) -> Duration {
@@ -206,13 +228,17 @@ async fn reconcile_tenant(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<
             m.reconcile_errors.with_label_values(&[e.reason()]).inc();
         }
     }
-    let state = ctx.tenants();
-    m.set_objects(state.iter().filter_map(|g| valid(g)).map(|t| {
-        t.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or(&[])
-    }));
+    // The gauges count every cached tenant: at most once a second, so a reconcile's cost does
+    // not grow with the fleet.
+    if m.objects_due() {
+        let state = ctx.store.state();
+        m.set_objects(state.iter().filter_map(|g| valid(g)).map(|t| {
+            t.status
+                .as_ref()
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or(&[])
+        }));
+    }
     result
 }
 
@@ -322,8 +348,8 @@ async fn isolate(
     validated: &Validated,
     ctx: &Context,
 ) -> Result<Option<SpecError>> {
-    let state = ctx.tenants();
-    let others = state
+    let claims = ctx.tenants_with_client_id(validated.client_id());
+    let others = claims
         .iter()
         .filter_map(|g| valid(g))
         .filter(|t| t.uid() != ti.uid());
@@ -332,15 +358,23 @@ async fn isolate(
     }
     if ctx.services.settings.require_namespace_grant {
         let ns = validated.namespace();
-        let namespaces: Api<Namespace> = Api::all(ctx.client());
-        let namespace = namespaces
-            .get(ns)
-            .await
-            .map_err(Error::KubernetesApiError)?;
-        let grant = namespace
-            .annotations()
-            .get(names::GRANT_ANNOTATION)
-            .cloned();
+        let grant = match ctx.caches.namespace(ns) {
+            Lookup::Found(namespace) => namespace
+                .annotations()
+                .get(names::GRANT_ANNOTATION)
+                .cloned(),
+            Lookup::Absent | Lookup::Unknown => {
+                let namespaces: Api<Namespace> = Api::all(ctx.client());
+                let namespace = namespaces
+                    .get(ns)
+                    .await
+                    .map_err(Error::KubernetesApiError)?;
+                namespace
+                    .annotations()
+                    .get(names::GRANT_ANNOTATION)
+                    .cloned()
+            }
+        };
         if let Err(e) = isolation::grant_check(validated.client_id(), ns, grant.as_deref()) {
             return Ok(Some(e));
         }
@@ -366,10 +400,13 @@ async fn converge(
     ctx: &Context,
 ) -> Result<Observed> {
     let desired = children::owned(&plan, owner);
-    let mut applied = Vec::with_capacity(desired.len());
-    for child in &desired {
-        applied.push(apply_child(&ctx.services.client, child).await?);
-    }
+    // Children do not depend on each other: applied concurrently.
+    let applied: Vec<_> = futures::future::try_join_all(
+        desired
+            .iter()
+            .map(|child| apply_child(ctx, child, &owner.uid)),
+    )
+    .await?;
     prune(ti, &desired, ctx).await?;
     let host_sync = sync_host_service_account(ti, &plan, ctx).await?;
     let backend = ctx.services.backends.get(&plan.backend);

@@ -11,14 +11,14 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
 use kube::{
-    Api, Client, ResourceExt,
+    Api, ResourceExt,
     api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions},
 };
 use serde_json::{Value, json};
 use tenant_identity_crd::TenantIdentity;
 use tracing::{debug, info};
 
-use super::Context;
+use super::{Context, cache::Cached};
 use tenant_identity_crd::kinds;
 
 use crate::{
@@ -29,13 +29,44 @@ use crate::{
 
 /// Make `child` exist as desired: create it when missing, converge it when it is ours, and
 /// refuse ([`Error::ChildConflict`]) when an object of that name is someone else's.
-pub(super) async fn apply_child(client: &Client, child: &Child) -> Result<DynamicObject> {
+///
+/// The cache of the owned watches decides first: a child that is ours and unchanged since our
+/// last apply of the same desired object is not written at all; one that is ours is applied
+/// without being read; only an unknown one is looked up and judged on a fresh read.
+pub(super) async fn apply_child(
+    ctx: &Context,
+    child: &Child,
+    owner_uid: &str,
+) -> Result<DynamicObject> {
     let ns = child.object.namespace().unwrap_or_default();
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &child.resource);
-    match find(&api, child).await? {
-        Some(existing) => converge(&api, child, &existing).await,
-        None => create(&api, child).await,
-    }
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client(), &ns, &child.resource);
+    let cache = &ctx.caches.children;
+    let written = match cache.lookup(&child.resource, &child.object, owner_uid) {
+        Cached::Current(cached) => return Ok(*cached),
+        Cached::Stale {
+            applied_before: true,
+        } => apply(&api, child).await?,
+        Cached::Absent => create(&api, child).await?,
+        Cached::Unknown | Cached::NotOurs | Cached::Stale { .. } => {
+            match find(&api, child).await? {
+                Some(existing) => converge(&api, child, &existing).await?,
+                None => create(&api, child).await?,
+            }
+        }
+    };
+    cache.applied(&child.resource, &child.object, &written);
+    Ok(written)
+}
+
+/// Server-side apply of an object known to be ours.
+async fn apply(api: &Api<DynamicObject>, child: &Child) -> Result<DynamicObject> {
+    api.patch(
+        &child.name(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&child.object),
+    )
+    .await
+    .map_err(|e| api_error(child, e))
 }
 
 /// The object named like `child`, if any. A list selected on the name rather than a get: the
@@ -84,13 +115,7 @@ async fn converge(
         });
     }
     hand_over(api, existing).await?;
-    api.patch(
-        &child.name(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&child.object),
-    )
-    .await
-    .map_err(|e| api_error(child, e))
+    apply(api, child).await
 }
 
 /// Finish a create: move the fields of our create's `Update` entry to our `Apply` entry (see
@@ -290,29 +315,44 @@ pub(super) async fn prune(ti: &TenantIdentity, desired: &[Child], ctx: &Context)
     let selector = format!("{}={}", names::TENANT_LABEL, ti.name_any());
     for resource in kinds::owned_resources() {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client(), &ns, &resource);
-        let list = match api.list(&ListParams::default().labels(&selector)).await {
-            Ok(l) => l,
-            // Kind not installed: nothing of it can exist.
-            Err(kube::Error::Api(ae)) if ae.code == 404 => continue,
-            Err(e) => return Err(Error::KubernetesApiError(e)),
-        };
-        for obj in list.items {
-            let ours = obj
-                .owner_references()
-                .iter()
-                .any(|o| o.uid == uid && o.controller == Some(true));
-            if !ours || keep.contains(&(resource.kind.clone(), obj.name_any())) {
+        // From the cache when its watch has listed; else (starting up, or the kind is not
+        // watched) from the API server.
+        let candidates =
+            match ctx
+                .caches
+                .children
+                .owned_by(&resource.kind, &ns, &ti.name_any(), &uid)
+            {
+                Some(names) => names,
+                None => match api.list(&ListParams::default().labels(&selector)).await {
+                    Ok(list) => list
+                        .items
+                        .into_iter()
+                        .filter(|obj| {
+                            obj.owner_references()
+                                .iter()
+                                .any(|o| o.uid == uid && o.controller == Some(true))
+                        })
+                        .map(|obj| (obj.name_any(), obj.uid().unwrap_or_default()))
+                        .collect(),
+                    // Kind not installed: nothing of it can exist.
+                    Err(kube::Error::Api(ae)) if ae.code == 404 => continue,
+                    Err(e) => return Err(Error::KubernetesApiError(e)),
+                },
+            };
+        for (name, child_uid) in candidates {
+            if keep.contains(&(resource.kind.clone(), name.clone())) {
                 continue;
             }
-            info!(tenant = %ti.name_any(), kind = %resource.kind, name = %obj.name_any(), "deleting child no longer wanted");
+            info!(tenant = %ti.name_any(), kind = %resource.kind, %name, "deleting child no longer wanted");
             let params = DeleteParams {
                 preconditions: Some(Preconditions {
-                    uid: obj.uid(),
+                    uid: Some(child_uid),
                     resource_version: None,
                 }),
                 ..DeleteParams::background()
             };
-            match api.delete(&obj.name_any(), &params).await {
+            match api.delete(&name, &params).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(ae)) if ae.code == 404 || ae.code == 409 => {}
                 Err(e) => return Err(Error::KubernetesApiError(e)),

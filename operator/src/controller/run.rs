@@ -7,12 +7,12 @@ use std::{sync::Arc, time::Duration};
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     api::{ApiResource, DynamicObject, ListParams},
     core::PartialObjectMeta,
     runtime::{
-        Controller, WatchStreamExt,
-        reflector::{self, ObjectRef},
+        Controller, WatchStreamExt, controller,
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -23,9 +23,13 @@ use tenant_identity_crd::{
 use tracing::{debug, warn};
 
 use super::{
-    Context, Guarded, Services, error_policy, reconcile, valid, watch_health::WatchHealth,
+    Context, Guarded, Services,
+    cache::{Caches, TenantIndex, slim_identity, slim_namespace, slim_release},
+    error_policy, reconcile, valid,
+    watch_health::WatchHealth,
 };
 use crate::{
+    backends::aso,
     children::{self, Watch, host_service_account},
     http::{Liveness, Readiness},
     names,
@@ -44,15 +48,30 @@ pub struct Probes {
 pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, probes: Probes) {
     let client = services.client.clone();
     let health = WatchHealth::new(services.metrics.clone(), probes.readiness.clone());
+    let mut caches = Caches::default();
     let tenants: Api<Guarded> = Api::all(client.clone());
     let owned = watcher::Config::default().labels(&kinds::managed_by_selector());
     let (store, writer) = reflector::store::<Guarded>();
-    let tenant_events = health.track("TenantIdentity", move || {
-        watcher(tenants.clone(), watcher::Config::default().any_semantic())
-    });
-    let mut controller = Controller::for_stream(
-        reflector::reflector(writer, tenant_events).applied_objects(),
-        store.clone(),
+    let index = caches.tenants.clone();
+    let tenant_events = health
+        .track("TenantIdentity", move || {
+            watcher(tenants.clone(), watcher::Config::default().any_semantic())
+                .modify(|g| g.managed_fields_mut().clear())
+        })
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.observe(event);
+            }
+        });
+    let tenant_events = reflector::reflector(writer, tenant_events)
+        .applied_objects()
+        // Our own status writes change neither the spec, the annotations (reconcile requests),
+        // the finalizers nor the deletion: they need no reconcile.
+        .predicate_filter(tenant_predicate, Default::default());
+    let mut controller = Controller::for_stream(tenant_events, store.clone()).with_config(
+        controller::Config::default()
+            .concurrency(services.concurrency)
+            .debounce(DEBOUNCE),
     );
     let mut watched: Vec<ApiResource> = Vec::new();
     for kind in ChildKind::all() {
@@ -68,11 +87,20 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
             warn!(kind = %resource.kind, api_version = %resource.api_version, "kind not served; TenantIdentities that need it report DependencyMissing (restart the operator after installing it)");
             continue;
         }
-        let api = Api::<PartialObjectMeta<DynamicObject>>::all_with(client.clone(), &resource);
+        let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
         let config = owned.clone();
         let events = move || watcher(api.clone(), config.clone());
+        let cache = caches.children.clone();
+        let kind_name = resource.kind.clone();
         controller = controller.owns_stream_with(
-            health.track(kind.kind_name(), events).touched_objects(),
+            health
+                .track(kind.kind_name(), events)
+                .inspect(move |event| {
+                    if let Ok(event) = event {
+                        cache.observe(&kind_name, event);
+                    }
+                })
+                .touched_objects(),
             resource.clone(),
         );
         watched.push(resource);
@@ -80,27 +108,31 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
     // Host ServiceAccounts are not ours; map any SA event to the tenants of its namespace that
     // care: the host SAs their pods run as (Shared: the workload SA; PerServiceAccount: each
     // synced SA, which appears when the tenant creates the virtual one), or our own `<name>-git`
-    // child (`Watch::ServiceAccounts`).
-    let sa_store = store.clone();
-    let sa_api = Api::<ServiceAccount>::all(client.clone());
+    // child (`Watch::ServiceAccounts`). Metadata only: that is all the reconcile reads.
+    let sa_api = Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone());
     let sa_events = move || watcher(sa_api.clone(), watcher::Config::default().any_semantic());
+    let sa_cache = caches.service_accounts.clone();
+    let (sa_store, sa_index) = (store.clone(), caches.tenants.clone());
     controller = controller.watches_stream(
-        health.track("ServiceAccount", sa_events).touched_objects(),
+        health
+            .track("ServiceAccount", sa_events)
+            .inspect(move |event| {
+                if let Ok(event) = event {
+                    sa_cache.observe(event);
+                }
+            })
+            .touched_objects(),
         move |sa| {
-            let ns = sa.namespace();
             let name = sa.name_any();
-            sa_store
-                .state()
-                .into_iter()
-                .filter(|g| {
-                    valid(g).is_some_and(|t| {
-                        t.namespace() == ns
-                            && (host_service_account::wanted(t).contains(&name)
-                                || names::git_service_account(&t.name_any()) == name)
-                    })
-                })
-                .map(|t| ObjectRef::from_obj(&*t))
-                .collect::<Vec<_>>()
+            tenants_of(
+                &sa_store,
+                &sa_index,
+                &sa.namespace().unwrap_or_default(),
+                |t| {
+                    host_service_account::wanted(t).contains(&name)
+                        || names::git_service_account(&t.name_any()) == name
+                },
+            )
         },
     );
     // Observed kinds (another controller's objects: not ours, so no label selector), mapped to
@@ -114,52 +146,82 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
             warn!(kind = %resource.kind, api_version = %resource.api_version, "kind not served or not readable; TenantIdentities cannot check their vcluster release (restart the operator after installing it)");
             continue;
         }
-        let release_store = store.clone();
         let release_api = Api::<DynamicObject>::all_with(client.clone(), &resource);
         let release_events = move || {
             watcher(
                 release_api.clone(),
                 watcher::Config::default().any_semantic(),
             )
+            .modify(slim_release)
         };
+        let writer = reflector::store::Writer::new(resource.clone());
+        caches.releases = Some((resource.clone(), writer.as_reader()));
+        let (release_store, release_index) = (store.clone(), caches.tenants.clone());
         controller = controller.watches_stream_with(
-            health
-                .track(kind.kind_name(), release_events)
+            reflector::reflector(writer, health.track(kind.kind_name(), release_events))
                 .touched_objects(),
             move |release| {
-                let ns = release.namespace();
                 let name = release.name_any();
-                release_store
-                    .state()
-                    .into_iter()
-                    .filter(|g| {
-                        valid(g).is_some_and(|t| match kind {
-                            ObservedKind::VirtualClusterRelease => {
-                                t.namespace() == ns && vcluster_name(t) == name
-                            }
-                        })
-                    })
-                    .map(|t| ObjectRef::from_obj(&*t))
-                    .collect::<Vec<_>>()
+                tenants_of(
+                    &release_store,
+                    &release_index,
+                    &release.namespace().unwrap_or_default(),
+                    |t| match kind {
+                        ObservedKind::VirtualClusterRelease => vcluster_name(t) == name,
+                    },
+                )
             },
             resource.clone(),
         );
     }
-    if services.settings.require_namespace_grant {
-        let ns_store = store.clone();
-        let ns_api = Api::<Namespace>::all(client.clone());
-        let ns_events = move || watcher(ns_api.clone(), watcher::Config::default().any_semantic());
-        controller = controller.watches_stream(
-            health.track("Namespace", ns_events).touched_objects(),
-            move |ns| {
-                let name = ns.name_any();
-                ns_store
-                    .state()
-                    .into_iter()
-                    .filter(|t| t.namespace().as_deref() == Some(name.as_str()))
-                    .map(|t| ObjectRef::from_obj(&*t))
-                    .collect::<Vec<_>>()
+    // ASO's UserAssignedIdentities: the binding reads their status.clientId, and a tenant waits
+    // for it (IdentityNotReady), so its change must be seen at once.
+    let uai = aso::user_assigned_identity();
+    if kind_served(&client, &uai).await {
+        let uai_api = Api::<DynamicObject>::all_with(client.clone(), &uai);
+        let uai_events = move || {
+            watcher(uai_api.clone(), watcher::Config::default().any_semantic())
+                .modify(slim_identity)
+        };
+        let writer = reflector::store::Writer::new(uai.clone());
+        caches.identities = Some((uai.clone(), writer.as_reader()));
+        services.backends.use_identity_cache(writer.as_reader());
+        let (uai_store, uai_index) = (store.clone(), caches.tenants.clone());
+        controller = controller.watches_stream_with(
+            reflector::reflector(writer, health.track("UserAssignedIdentity", uai_events))
+                .touched_objects(),
+            move |identity| {
+                let name = identity.name_any();
+                tenants_of(
+                    &uai_store,
+                    &uai_index,
+                    &identity.namespace().unwrap_or_default(),
+                    |t| {
+                        t.spec
+                            .azure
+                            .identity
+                            .azure_service_operator
+                            .as_ref()
+                            .and_then(|a| a.name.as_deref())
+                            == Some(name.as_str())
+                    },
+                )
             },
+            uai.clone(),
+        );
+    }
+    if services.settings.require_namespace_grant {
+        let ns_api = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
+        let ns_events = move || {
+            watcher(ns_api.clone(), watcher::Config::default().any_semantic())
+                .modify(slim_namespace)
+        };
+        let writer = reflector::store::Writer::default();
+        caches.namespaces = Some(writer.as_reader());
+        let (ns_store, ns_index) = (store.clone(), caches.tenants.clone());
+        controller = controller.watches_stream(
+            reflector::reflector(writer, health.track("Namespace", ns_events)).touched_objects(),
+            move |ns| tenants_of(&ns_store, &ns_index, &ns.name_any(), |_| true),
         );
     }
 
@@ -168,7 +230,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
             .clone()
             .watch_liveness(probes.liveness.clone(), probes.stall_timeout),
     );
-    let ctx = Arc::new(Context::new(services, store));
+    let ctx = Arc::new(Context::new(services, store, Arc::new(caches)));
     // The controller wants a Sync future; relay the trigger through a oneshot.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -190,6 +252,47 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
         .await;
     liveness.abort();
     probes.liveness.set_live(true);
+}
+
+/// Events for the same object closer than this are one reconcile.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// What in a TenantIdentity needs a reconcile when it changes: its spec (generation), its
+/// annotations (`reconcile.fluxcd.io/requestedAt`), its finalizers and its deletion. Not its
+/// status, which only the operator writes. An object the types cannot read always passes.
+fn tenant_predicate(guard: &Guarded) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let meta = guard.meta();
+    meta.uid.hash(&mut hasher);
+    meta.generation.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .hash(&mut hasher);
+    if guard.0.is_err() {
+        meta.resource_version.hash(&mut hasher);
+    }
+    Some(hasher.finish())
+}
+
+/// The tenants of namespace `ns` that `wants` the object (through the index: no scan of every
+/// tenant).
+fn tenants_of(
+    store: &Store<Guarded>,
+    index: &TenantIndex,
+    ns: &str,
+    wants: impl Fn(&TenantIdentity) -> bool,
+) -> Vec<ObjectRef<Guarded>> {
+    index
+        .in_namespace(ns)
+        .into_iter()
+        .filter_map(|name| store.get(&ObjectRef::new(&name).within(ns)))
+        .filter(|g| valid(g).is_some_and(&wants))
+        .map(|g| ObjectRef::from_obj(&*g))
+        .collect()
 }
 
 /// `virtualCluster.name`, read leniently (no validation): the vcluster's Helm release name.

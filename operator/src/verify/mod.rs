@@ -577,7 +577,10 @@ impl Verifier {
                 };
             }
         };
-        let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
+        // Named as the spec gives it (the endpoint override is an implementation detail).
+        let shown = answers::info_refs_url(&git.url, None)
+            .map(|u| format!("{}{}", u.origin().ascii_serialization(), u.path()))
+            .unwrap_or_else(|_| git.url.clone());
         let response = self.http.get(url).bearer_auth(token.secret()).send().await;
         // The DevOps token has done its one job.
         drop(token);

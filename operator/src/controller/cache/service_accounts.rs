@@ -1,0 +1,128 @@
+//! Every ServiceAccount of the cluster as the metadata watch sees it, slimmed to what the host
+//! ServiceAccount step reads: that it exists, whether our field manager applied to it, whether
+//! it is one of our children, and the workload identity annotations. Most ServiceAccounts are
+//! unrelated to any tenant, so an entry is a few short strings.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::{ResourceExt, core::PartialObjectMeta, runtime::watcher};
+
+use crate::names::FIELD_MANAGER;
+
+/// The annotations the workload identity webhook reads (the only ones kept).
+const KEPT_PREFIX: &str = "azure.workload.identity/";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlimServiceAccount {
+    /// Our field manager has an Apply entry on it.
+    pub applied_by_us: bool,
+    /// Controlled by a TenantIdentity (our `<name>-git` child).
+    pub is_child: bool,
+    /// `azure.workload.identity/*` annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct Inner {
+    /// Namespace → name → account: a namespace's accounts without a scan of the others.
+    accounts: HashMap<String, BTreeMap<String, SlimServiceAccount>>,
+    synced: bool,
+    relisting: Option<BTreeSet<Key>>,
+}
+
+impl Inner {
+    fn keys(&self) -> BTreeSet<Key> {
+        self.accounts
+            .iter()
+            .flat_map(|(ns, names)| names.keys().map(|n| (ns.clone(), n.clone())))
+            .collect()
+    }
+
+    fn remove(&mut self, (ns, name): &Key) {
+        if let Some(names) = self.accounts.get_mut(ns) {
+            names.remove(name);
+            if names.is_empty() {
+                self.accounts.remove(ns);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ServiceAccountCache {
+    inner: Mutex<Inner>,
+}
+
+impl ServiceAccountCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn observe(&self, event: &watcher::Event<PartialObjectMeta<ServiceAccount>>) {
+        let mut inner = self.lock();
+        match event {
+            watcher::Event::Init => {
+                inner.relisting = Some(inner.keys());
+            }
+            watcher::Event::InitApply(sa) | watcher::Event::Apply(sa) => {
+                let key = key(sa);
+                if let Some(pending) = inner.relisting.as_mut() {
+                    pending.remove(&key);
+                }
+                let (ns, name) = key;
+                inner.accounts.entry(ns).or_default().insert(name, slim(sa));
+            }
+            watcher::Event::InitDone => {
+                for key in inner.relisting.take().unwrap_or_default() {
+                    inner.remove(&key);
+                }
+                inner.synced = true;
+            }
+            watcher::Event::Delete(sa) => inner.remove(&key(sa)),
+        }
+    }
+
+    /// The ServiceAccounts of namespace `ns`; None until the watch has listed once.
+    pub fn in_namespace(&self, ns: &str) -> Option<BTreeMap<String, SlimServiceAccount>> {
+        let inner = self.lock();
+        if !inner.synced {
+            return None;
+        }
+        Some(inner.accounts.get(ns).cloned().unwrap_or_default())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().accounts.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn key(sa: &PartialObjectMeta<ServiceAccount>) -> Key {
+    (sa.namespace().unwrap_or_default(), sa.name_any())
+}
+
+/// What the reconcile reads of a ServiceAccount's metadata.
+pub fn slim(sa: &PartialObjectMeta<ServiceAccount>) -> SlimServiceAccount {
+    SlimServiceAccount {
+        applied_by_us: sa.managed_fields().iter().any(|m| {
+            m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
+        }),
+        is_child: sa
+            .owner_references()
+            .iter()
+            .any(|o| o.kind == "TenantIdentity"),
+        annotations: sa
+            .annotations()
+            .iter()
+            .filter(|(k, _)| k.starts_with(KEPT_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}

@@ -60,8 +60,8 @@ pub fn required(require_namespace_grant: bool, verify: bool) -> Vec<AccessRule> 
     rules.push(rule(
         &uai.group,
         &uai.plural,
-        &["get"],
-        "identity binding: the ASO identity's status.clientId must be spec.azure.clientId",
+        &["get", "list", "watch"],
+        "identity binding: the ASO identity's status.clientId must be spec.azure.clientId (watched and cached; get while the cache lists)",
     ));
     // The vcluster's host ServiceAccounts are not children, but the operator lists them and
     // patches its two annotations onto them; covered by the ServiceAccount rule above.

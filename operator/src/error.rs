@@ -85,6 +85,24 @@ impl Error {
         }
     }
 
+    /// A failure of the moment that a retry usually clears: the API server timed out, was
+    /// overloaded (429), unavailable (5xx), lost the connection, or the object changed under us
+    /// (409). Not reported until it persists (`controller::TRANSIENT_FAILURES_BEFORE_REPORT`).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::KubernetesApiError(kube::Error::Api(status)) => {
+                matches!(status.code, 408 | 409 | 429 | 500 | 502 | 503 | 504)
+            }
+            Error::KubernetesApiError(
+                kube::Error::HyperError(_)
+                | kube::Error::Service(_)
+                | kube::Error::ReadEvents(_)
+                | kube::Error::HttpError(_),
+            ) => true,
+            _ => false,
+        }
+    }
+
     /// A delay the remote side asked for (HTTP 429 `Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -129,6 +147,25 @@ mod tests {
         ] {
             assert!(message.contains(part), "{part:?} in {message}");
         }
+    }
+
+    #[test]
+    fn only_failures_of_the_moment_are_transient() {
+        let api = |code: u16| {
+            Error::KubernetesApiError(kube::Error::Api(
+                kube::core::Status::failure("x", "Reason")
+                    .with_code(code)
+                    .boxed(),
+            ))
+        };
+        for code in [408, 409, 429, 500, 502, 503, 504] {
+            assert!(api(code).is_transient(), "{code}");
+        }
+        for code in [400, 403, 404, 410, 422] {
+            assert!(!api(code).is_transient(), "{code}");
+        }
+        assert!(!child_conflict().is_transient());
+        assert!(!Error::IssuerUnavailable("x".into()).is_transient());
     }
 
     #[test]

@@ -75,9 +75,14 @@ pub struct Context {
     pub services: Arc<Services>,
     pub store: Store<Guarded>,
     pub caches: Arc<Caches>,
-    /// Per object (namespace, name): consecutive failures grow the delay until a success.
-    backoffs: Mutex<HashMap<(String, String), ExponentialBackoff>>,
+    /// Per object (namespace, name): consecutive failures (how many, and the delay they have
+    /// grown to) until a success. Entries of objects gone from the cache are dropped.
+    backoffs: Mutex<HashMap<(String, String), (u32, ExponentialBackoff)>>,
 }
+
+/// A transient failure ([`Error::is_transient`]) of a Ready tenant is retried quietly this many
+/// times in a row (about 2 + 4 + 8 s of backoff) before status and an event report it.
+pub const TRANSIENT_FAILURES_BEFORE_REPORT: u32 = 3;
 
 impl Context {
     fn new(services: Arc<Services>, store: Store<Guarded>, caches: Arc<Caches>) -> Self {
@@ -116,19 +121,34 @@ impl Context {
     fn next_backoff(&self, key: (String, String)) -> Duration {
         // A poisoned lock only means another reconcile panicked mid-insert; the map is still usable.
         let mut backoffs = self.backoffs.lock().unwrap_or_else(|e| e.into_inner());
-        backoffs
-            .entry(key)
-            .or_insert_with(|| {
+        if !backoffs.contains_key(&key) {
+            // Only failing objects have entries: a cheap moment to drop those of deleted ones.
+            backoffs
+                .retain(|(ns, name), _| self.store.get(&ObjectRef::new(name).within(ns)).is_some());
+        }
+        let (failures, backoff) = backoffs.entry(key).or_insert_with(|| {
+            (
+                0,
                 ExponentialBuilder::new()
                     .with_min_delay(Duration::from_secs(2))
                     .with_max_delay(Duration::from_secs(300))
                     .with_factor(2.0)
                     .with_jitter()
                     .without_max_times()
-                    .build()
-            })
-            .next()
-            .unwrap_or(Duration::from_secs(300))
+                    .build(),
+            )
+        });
+        *failures = failures.saturating_add(1);
+        backoff.next().unwrap_or(Duration::from_secs(300))
+    }
+
+    /// Failures in a row of object `key` before this reconcile.
+    fn failures(&self, key: &(String, String)) -> u32 {
+        self.backoffs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .map_or(0, |(failures, _)| *failures)
     }
 
     fn reset_backoff(&self, key: &(String, String)) {
@@ -243,12 +263,16 @@ async fn reconcile_tenant(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<
 }
 
 pub fn error_policy(guard: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(
-        tenant = %ObjectRef::from_obj(&*guard),
-        reason = error.reason(),
-        error = %error,
-        "reconcile failed"
-    );
+    if error.is_transient() {
+        info!(tenant = %ObjectRef::from_obj(&*guard), reason = error.reason(), error = %error, "reconcile failed; retrying");
+    } else {
+        warn!(
+            tenant = %ObjectRef::from_obj(&*guard),
+            reason = error.reason(),
+            error = %error,
+            "reconcile failed"
+        );
+    }
     if let Some(delay) = error.retry_after() {
         return Action::requeue(delay);
     }
@@ -280,6 +304,21 @@ async fn apply(ti: Arc<TenantIdentity>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::await_change());
     }
     let ended = pipeline(&ti, &ctx).await;
+    if let Err(e) = &ended
+        && e.is_transient()
+        && ti.status.as_ref().is_some_and(|s| {
+            tenant_identity_crd::conditions::is_true(
+                &s.conditions,
+                tenant_identity_crd::conditions::READY,
+            )
+        })
+        && ctx.failures(&backoff_key(ti.meta())) + 1 < TRANSIENT_FAILURES_BEFORE_REPORT
+    {
+        // What was Ready still is, as far as anyone can tell: retried with backoff, reported
+        // (status, event) only if it persists.
+        debug!(tenant = %ObjectRef::from_obj(&*ti), error = %e, "transient failure; retrying before reporting it");
+        return ended.map(|_| Action::await_change());
+    }
     let failure;
     let outcome = match &ended {
         Ok(Ended::Invalid(e)) => Outcome::Refused(e),

@@ -640,8 +640,8 @@ def test_rbac_least_privilege():
     check(not find(objects({"rbac": {"create": False}}), "ClusterRole"), "rbac.create=false renders no RBAC")
     # Namespaces are read only for --require-namespace-grant; ASO identities are only read (binding).
     check(("", "namespaces") not in granted, "no namespace access without security.requireNamespaceGrant")
-    check(granted.get(("managedidentity.azure.com", "userassignedidentities")) == {"get"},
-          "UserAssignedIdentity access is get only (identity binding)")
+    check(granted.get(("managedidentity.azure.com", "userassignedidentities")) == {"get", "list", "watch"},
+          "UserAssignedIdentity access is read only: get, list, watch (identity binding, cached)")
     granted_grant = _granted(one(objects({"security": {"requireNamespaceGrant": True}}), "ClusterRole")["rules"])
     check({"get", "list", "watch"} <= granted_grant.get(("", "namespaces"), set()),
           "security.requireNamespaceGrant grants get/list/watch on namespaces")
@@ -856,7 +856,8 @@ def test_prometheus_rules_pass_promtool():
     check(r.returncode == 0, f"promtool check rules failed:\n{r.stdout}\n{r.stderr}")
     alerts = {rule["alert"] for g in pr["spec"]["groups"] for rule in g["rules"]}
     check(alerts >= {"TenantIdentityOperatorDown", "TenantIdentityReconcileErrors", "TenantIdentityNotReady",
-                     "TenantIdentityAzureThrottled"}, f"alerts: {alerts}")
+                     "TenantIdentityAzureThrottled", "TenantIdentityWatchFailing", "TenantIdentityVerificationFailing"},
+          f"alerts: {alerts}")
     for g in pr["spec"]["groups"]:
         for rule in g["rules"]:
             ann = rule.get("annotations", {})
@@ -869,6 +870,46 @@ def test_prometheus_rules_pass_promtool():
     shutil.copy(HERE / "alerts_test.yaml", OUT / "alerts_test.yaml")
     r = run([promtool, "test", "rules", str(OUT / "alerts_test.yaml")])
     check(r.returncode == 0, f"promtool test rules failed:\n{r.stdout}\n{r.stderr}")
+
+
+REPO_URL = "https://github.com/tenancy-dev/tenant-identity-operator/blob/main/"
+# Verification results that are failures: each has a section in the alert's runbook (the
+# runbook_url ends in #<result lowercased>).
+VERIFICATION_FAILURES = ["FederationMismatch", "IssuerUnreachable", "ClientNotFound", "ExchangeFailed",
+                         "GitAccessDenied", "RepositoryNotFound", "GitCheckFailed"]
+
+
+def _markdown_anchors(path):
+    """GitHub's heading anchors of a Markdown file (lowercased, punctuation dropped, spaces to -)."""
+    anchors = set()
+    for line in path.read_text().splitlines():
+        m = re.match(r"^#{1,6}\s+(.*?)\s*$", line)
+        if m:
+            anchors.add(re.sub(r"[^\w\- ]", "", m.group(1).lower()).replace(" ", "-"))
+    return anchors
+
+
+def test_runbook_urls_point_into_the_repository():
+    """With the default values, every alert's runbook_url is a file of this repository and a heading
+    in it; the verification alert's anchor is the failing reason, and every failing reason has one."""
+    pr = one(objects({"prometheusRule": {"enabled": True}}), "PrometheusRule")
+    for rule in (r for g in pr["spec"]["groups"] for r in g["rules"]):
+        url = rule["annotations"]["runbook_url"]
+        check(url.startswith(REPO_URL), f"{rule['alert']}: runbook_url {url} is not in the repository")
+        path, _, anchor = url[len(REPO_URL):].partition("#")
+        check((ROOT / path).is_file(), f"{rule['alert']}: runbook_url names {path}, which does not exist")
+        anchors = _markdown_anchors(ROOT / path)
+        if "{{" in anchor:
+            check(anchor == "{{ $labels.result | toLower }}", f"{rule['alert']}: templated anchor {anchor}")
+            for reason in VERIFICATION_FAILURES:
+                check(reason.lower() in anchors, f"{path} has no section for {reason} ({rule['alert']})")
+        else:
+            check(anchor in anchors, f"{rule['alert']}: {path} has no heading #{anchor}")
+    alert = next(r for g in pr["spec"]["groups"] for r in g["rules"] if r["alert"] == "TenantIdentityVerificationFailing")
+    excluded = re.search(r'result!~"([^"]+)"', alert["expr"])
+    check(excluded and set(excluded.group(1).split("|")) == {"TokenExchangeSucceeded", "GitAccessGranted", "Verifying"},
+          f"TenantIdentityVerificationFailing counts every result but success and Verifying: {alert['expr']}")
+    check(not set(VERIFICATION_FAILURES) & set(excluded.group(1).split("|")), "a failure is excluded")
 
 
 def test_promtool_rejects_a_broken_rule():
@@ -913,7 +954,8 @@ def test_dashboard_configmap_and_queries():
         check(dash.get("uid") and dash.get("title"), f"{f.name}: uid/title")
         panels = [p for p in dash["panels"] if p["type"] != "row"]
         titles = " ".join(p["title"].lower() for p in panels)
-        for needed in ("reconcile rate", "errors by reason", "duration", "by condition", "azure requests by code", "latency"):
+        for needed in ("reconcile rate", "errors by reason", "duration", "by condition", "azure requests by code", "latency",
+                       "verification results", "verification duration"):
             check(needed in titles, f"{f.name}: no panel about {needed!r}")
         cells = set()
         for p in dash["panels"]:

@@ -535,6 +535,16 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
             "histogram",
             "tenant_identity_azure_request_duration_seconds_bucket",
         ),
+        (
+            "tenant_identity_verifications_total",
+            "counter",
+            "tenant_identity_verifications_total",
+        ),
+        (
+            "tenant_identity_verification_duration_seconds",
+            "histogram",
+            "tenant_identity_verification_duration_seconds_bucket",
+        ),
     ] {
         assert_eq!(
             samples.get(sample).map(String::as_str),

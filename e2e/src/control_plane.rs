@@ -143,6 +143,29 @@ impl Cluster {
         }
     }
 
+    /// Make the API server fail the next requests `fault` matches (its error Status, nothing
+    /// stored) where the suite can: on the emulator. Elsewhere prints why `test` skips the step
+    /// and returns false.
+    pub fn inject_fault_or_skip(&self, test: &str, fault: kube_emulator::Fault) -> bool {
+        match self.emulator() {
+            Some(emulator) => {
+                emulator.inject_fault(fault);
+                true
+            }
+            None => {
+                eprintln!(
+                    "SKIPPED STEP in {test}: failing chosen requests of a real API server is not possible from a test"
+                );
+                false
+            }
+        }
+    }
+
+    /// Injected failures not served yet (0 on a real cluster).
+    pub fn pending_faults(&self) -> u32 {
+        self.emulator().map_or(0, |e| e.pending_faults())
+    }
+
     /// Waits until the API server answers `/readyz` [`SERVING_STREAK`] times in a row through
     /// the suite's client (after an outage, caused here or out of band).
     ///

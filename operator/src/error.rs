@@ -88,6 +88,7 @@ impl Error {
     /// A failure of the moment that a retry usually clears: the API server timed out, was
     /// overloaded (429), unavailable (5xx), lost the connection, or the object changed under us
     /// (409). Not reported until it persists (`controller::TRANSIENT_FAILURES_BEFORE_REPORT`).
+    /// (kube's client already retries 429, 503 and 504 with backoff before answering.)
     pub fn is_transient(&self) -> bool {
         match self {
             Error::KubernetesApiError(kube::Error::Api(status)) => {

@@ -14,6 +14,7 @@ mod builtin;
 mod crd;
 mod discovery;
 mod error;
+mod faults;
 mod fieldpath;
 mod gc;
 mod managed;
@@ -45,6 +46,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 pub use crate::audit::AUDIT_DIR_ENV;
+pub use crate::faults::Fault;
 pub use crate::metrics::{REQUEST_TOTAL, RequestCounts, RequestLabels};
 use crate::server::Server;
 use crate::state::AppState;
@@ -142,6 +144,7 @@ impl Emulator {
             requests: Mutex::default(),
             signing_key: tokio::sync::OnceCell::new(),
             audit,
+            faults: faults::Faults::default(),
         });
         let server = Server::start(listener, state.clone()).context("starting the server")?;
         let (stop_controllers, stop_rx) = tokio::sync::watch::channel(false);
@@ -232,6 +235,16 @@ preferences: {{}}
     /// Cuts every open connection, watches included, without stopping: each client sees its
     /// connection closed under the request or watch it carried, and its next connection
     /// attempt succeeds. State and watch history are untouched, so watches resume.
+    /// Answer the next `fault.times` requests matching the fault with its error Status.
+    pub fn inject_fault(&self, fault: Fault) {
+        self.state.faults.inject(fault);
+    }
+
+    /// Injected failures not served yet.
+    pub fn pending_faults(&self) -> u32 {
+        self.state.faults.pending()
+    }
+
     pub fn drop_connections(&self) {
         self.server.cut_connections();
     }

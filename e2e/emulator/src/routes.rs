@@ -53,7 +53,18 @@ async fn handle(
         true => st.signing_key().await.map(Some),
         false => Ok(None),
     };
-    let response = match key.and_then(|key| dispatch(&st, &req, key.as_deref())) {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let injected = labels
+        .as_ref()
+        .and_then(|l| st.faults.answer(l, user_agent));
+    let response = match injected {
+        Some(answer) => Ok(answer),
+        None => key.and_then(|key| dispatch(&st, &req, key.as_deref())),
+    };
+    let response = match response {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, %uri, error = %e, "request failed");

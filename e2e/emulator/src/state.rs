@@ -28,6 +28,8 @@ pub struct AppState {
     /// The audit-style request record, when one is kept; it outlives restarts, as an audit
     /// log file outlives the API server process writing it.
     pub audit: Option<AuditLog>,
+    /// Injected failures (`Emulator::inject_fault`).
+    pub faults: crate::faults::Faults,
 }
 
 impl AppState {

@@ -110,5 +110,41 @@ async fn ready_tenants_cause_no_writes() {
         "a steady-state reconcile wrote the TenantIdentity"
     );
 
+    // Nor does it read: everything a converged reconcile needs is in the watches' caches. The
+    // operator's own count of its requests (every verb but WATCH) does not move.
+    let requests = || async {
+        let mut by_verb = std::collections::BTreeMap::new();
+        for verb in ["GET", "LIST", "POST", "PUT", "PATCH", "APPLY", "DELETE"] {
+            let sent = env
+                .operator
+                .metric_sum("tenant_identity_api_requests_total", &[("verb", verb)])
+                .await
+                .unwrap();
+            by_verb.insert(verb, sent);
+        }
+        by_verb
+    };
+    let sent = requests().await;
+    for round in 1..=3 {
+        let reconciles = env.operator.successful_reconciles().await.unwrap();
+        service_accounts(&client, &ns)
+            .patch(
+                "vc-workload-vc-q",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"example.com/audited": round.to_string()}}})),
+            )
+            .await
+            .unwrap();
+        env.operator
+            .wait_reconciles_above(reconciles, DEFAULT_TIMEOUT)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        requests().await,
+        sent,
+        "three steady-state reconciles sent requests to the API server (by verb)"
+    );
+
     env.finish().await;
 }

@@ -112,6 +112,10 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
     let sa_api = Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone());
     let sa_events = move || watcher(sa_api.clone(), watcher::Config::default().any_semantic());
     let sa_cache = caches.service_accounts.clone();
+    // Our `<name>-git` ServiceAccounts are children too: the child cache takes them from this
+    // watch (see `children::watch`).
+    let sa_children = caches.children.clone();
+    let sa_kind = host_service_account::resource().kind;
     let (sa_store, sa_index) = (store.clone(), caches.tenants.clone());
     controller = controller.watches_stream(
         health
@@ -119,6 +123,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
             .inspect(move |event| {
                 if let Ok(event) = event {
                     sa_cache.observe(event);
+                    sa_children.observe_metadata(&sa_kind, event);
                 }
             })
             .touched_objects(),

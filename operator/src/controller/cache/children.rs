@@ -14,11 +14,12 @@ use std::sync::Mutex;
 use kube::{
     ResourceExt,
     api::{ApiResource, DynamicObject, ObjectMeta, TypeMeta},
+    core::PartialObjectMeta,
     runtime::watcher,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tenant_identity_crd::kinds::ChildKind;
+use tenant_identity_crd::kinds::{ChildKind, FIELD_MANAGER, MANAGED_BY_LABEL};
 
 use crate::names;
 
@@ -123,6 +124,44 @@ impl ChildCache {
             }
             watcher::Event::Delete(obj) => inner.remove(&key(kind, obj)),
         }
+    }
+
+    /// Feed one event of a metadata watch of `kind` that is not label-selected (ServiceAccounts:
+    /// the host ones are the vcluster's): only objects carrying our managed-by label are
+    /// children; one that lost it is gone as a child.
+    pub fn observe_metadata<K>(&self, kind: &str, event: &watcher::Event<PartialObjectMeta<K>>) {
+        let child = |meta: &PartialObjectMeta<K>| {
+            let ours = meta
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_BY_LABEL))
+                .is_some_and(|v| v == FIELD_MANAGER);
+            let object = DynamicObject {
+                types: None,
+                metadata: ObjectMeta {
+                    managed_fields: None,
+                    annotations: None,
+                    ..meta.metadata.clone()
+                },
+                data: json!({}),
+            };
+            (ours, object)
+        };
+        let event = match event {
+            watcher::Event::Init => watcher::Event::Init,
+            watcher::Event::InitDone => watcher::Event::InitDone,
+            watcher::Event::InitApply(meta) => match child(meta) {
+                (true, object) => watcher::Event::InitApply(object),
+                (false, _) => return,
+            },
+            watcher::Event::Apply(meta) => match child(meta) {
+                (true, object) => watcher::Event::Apply(object),
+                (false, object) => watcher::Event::Delete(object),
+            },
+            watcher::Event::Delete(meta) => watcher::Event::Delete(child(meta).1),
+        };
+        self.observe(kind, &event);
     }
 
     /// What the cache knows of the desired child `object` of `resource`, owned by `owner_uid`.
@@ -393,5 +432,40 @@ mod tests {
         cache.observe(&r.kind, &watcher::Event::Delete(object("3", "t-1", "True")));
         assert!(cache.is_empty());
         assert_eq!(cache.owned_by(&r.kind, "ns", "team-a", "t-1"), Some(vec![]));
+    }
+
+    #[test]
+    fn a_metadata_watch_feeds_only_objects_with_our_label() {
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let cache = ChildCache::default();
+        let meta = |labelled: bool| -> PartialObjectMeta<ServiceAccount> {
+            let mut labels = std::collections::BTreeMap::new();
+            labels.insert(names::TENANT_LABEL.to_string(), "team-a".to_string());
+            if labelled {
+                labels.insert(MANAGED_BY_LABEL.to_string(), FIELD_MANAGER.to_string());
+            }
+            let mut m = PartialObjectMeta::<ServiceAccount>::default();
+            m.metadata = ObjectMeta {
+                name: Some("team-a-git".into()),
+                namespace: Some("ns".into()),
+                uid: Some("sa-1".into()),
+                resource_version: Some("1".into()),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            };
+            m
+        };
+        cache.observe_metadata::<ServiceAccount>("ServiceAccount", &watcher::Event::Init);
+        cache.observe_metadata("ServiceAccount", &watcher::Event::InitApply(meta(false)));
+        cache.observe_metadata::<ServiceAccount>("ServiceAccount", &watcher::Event::InitDone);
+        assert!(
+            cache.is_empty(),
+            "the vcluster's ServiceAccounts are not children"
+        );
+        cache.observe_metadata("ServiceAccount", &watcher::Event::Apply(meta(true)));
+        assert_eq!(cache.len(), 1);
+        // The label taken off: no longer a child.
+        cache.observe_metadata("ServiceAccount", &watcher::Event::Apply(meta(false)));
+        assert!(cache.is_empty());
     }
 }

@@ -444,16 +444,17 @@ mod tests {
             if labelled {
                 labels.insert(MANAGED_BY_LABEL.to_string(), FIELD_MANAGER.to_string());
             }
-            let mut m = PartialObjectMeta::<ServiceAccount>::default();
-            m.metadata = ObjectMeta {
-                name: Some("team-a-git".into()),
-                namespace: Some("ns".into()),
-                uid: Some("sa-1".into()),
-                resource_version: Some("1".into()),
-                labels: Some(labels),
-                ..ObjectMeta::default()
-            };
-            m
+            PartialObjectMeta::<ServiceAccount> {
+                metadata: ObjectMeta {
+                    name: Some("team-a-git".into()),
+                    namespace: Some("ns".into()),
+                    uid: Some("sa-1".into()),
+                    resource_version: Some("1".into()),
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                },
+                ..PartialObjectMeta::default()
+            }
         };
         cache.observe_metadata::<ServiceAccount>("ServiceAccount", &watcher::Event::Init);
         cache.observe_metadata("ServiceAccount", &watcher::Event::InitApply(meta(false)));

@@ -227,18 +227,32 @@ pub struct GitAnswer {
     pub message: String,
 }
 
-pub fn classify_git(status: u16, url: &str, client_id: &str) -> GitAnswer {
+/// The content type of a smart-HTTP ref advertisement (git's http-protocol documentation):
+/// only that proves the server let the token read the repository.
+pub const GIT_ADVERTISEMENT: &str = "application/x-git-upload-pack-advertisement";
+
+/// Classify by status and content type. Azure DevOps answers a request it does not
+/// authenticate with 203 and a sign-in page (reported against its REST API docs,
+/// MicrosoftDocs/vsts-rest-api-specs#574), so a 2xx is access only with git's content type.
+pub fn classify_git(status: u16, content_type: &str, url: &str, client_id: &str) -> GitAnswer {
+    let denied = || {
+        format!(
+            "{url} answered HTTP {status} to the Flux identity's token: add the service principal of the managed identity with client id {client_id} to the Azure DevOps organization (Organization settings, Users) and give it read access on the project (Reader, or Code: Read on the repository)"
+        )
+    };
     let (reason, message) = match status {
-        200..=299 => (
+        200 if content_type.starts_with(GIT_ADVERTISEMENT) => (
             reasons::GIT_ACCESS_GRANTED,
             format!("{url} answered the Flux identity's token"),
         ),
-        401 | 403 => (
-            reasons::GIT_ACCESS_DENIED,
+        203 => (reasons::GIT_ACCESS_DENIED, denied()),
+        200..=299 => (
+            reasons::GIT_CHECK_FAILED,
             format!(
-                "{url} answered HTTP {status} to the Flux identity's token: add the service principal of the managed identity with client id {client_id} to the Azure DevOps organization (Organization settings, Users) and give it read access on the project (Reader, or Code: Read on the repository)"
+                "{url} answered HTTP {status} with {content_type:?}, not a git ref advertisement; the check is retried"
             ),
         ),
+        401 | 403 => (reasons::GIT_ACCESS_DENIED, denied()),
         404 => (
             reasons::REPOSITORY_NOT_FOUND,
             format!(

@@ -549,7 +549,10 @@ impl Verifier {
     /// The DevOps exchange with the Flux identity's token, then `info/refs` with its answer.
     async fn check_git(&self, plan: &Plan, sa_token: &SecretToken) -> answers::GitAnswer {
         let Some(git) = &plan.git else {
-            return answers::classify_git(200, "", &plan.client_id);
+            return answers::GitAnswer {
+                reason: reasons::GIT_CHECK_FAILED,
+                message: "no git source".into(),
+            };
         };
         let url = match answers::info_refs_url(&git.url, self.settings.devops_endpoint.as_ref()) {
             Ok(u) => u,
@@ -585,7 +588,14 @@ impl Verifier {
         // The DevOps token has done its one job.
         drop(token);
         match response {
-            Ok(r) => answers::classify_git(r.status().as_u16(), &shown, &plan.client_id),
+            Ok(r) => {
+                let content_type = r
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                answers::classify_git(r.status().as_u16(), content_type, &shown, &plan.client_id)
+            }
             Err(e) => answers::GitAnswer {
                 reason: reasons::GIT_CHECK_FAILED,
                 message: format!("GET {shown} failed: {}", e.without_url()),

@@ -217,12 +217,18 @@ fn issuer_unreachable_says_how_to_enable_the_aks_oidc_issuer() {
 
 #[test]
 fn git_answers() {
+    let git = GIT_ADVERTISEMENT;
     assert_eq!(
-        classify_git(200, "u", "c").reason,
+        classify_git(200, git, "u", "c").reason,
         reasons::GIT_ACCESS_GRANTED
     );
     for status in [401, 403] {
-        let a = classify_git(status, "https://dev.azure.com/o/p/_git/r", "c-1");
+        let a = classify_git(
+            status,
+            "text/plain",
+            "https://dev.azure.com/o/p/_git/r",
+            "c-1",
+        );
         assert_eq!(a.reason, reasons::GIT_ACCESS_DENIED);
         assert!(
             a.message.contains("Azure DevOps organization"),
@@ -231,16 +237,26 @@ fn git_answers() {
         );
         assert!(a.message.contains("c-1"), "{}", a.message);
     }
+    // Azure DevOps' sign-in page for a token it does not take.
     assert_eq!(
-        classify_git(404, "u", "c").reason,
-        reasons::REPOSITORY_NOT_FOUND
+        classify_git(203, "text/html", "u", "c").reason,
+        reasons::GIT_ACCESS_DENIED
     );
+    // A 200 that is not git (a proxy's page, say) proves nothing.
     assert_eq!(
-        classify_git(302, "u", "c").reason,
+        classify_git(200, "text/html", "u", "c").reason,
         reasons::GIT_CHECK_FAILED
     );
     assert_eq!(
-        classify_git(500, "u", "c").reason,
+        classify_git(404, "", "u", "c").reason,
+        reasons::REPOSITORY_NOT_FOUND
+    );
+    assert_eq!(
+        classify_git(302, "", "u", "c").reason,
+        reasons::GIT_CHECK_FAILED
+    );
+    assert_eq!(
+        classify_git(500, "", "u", "c").reason,
         reasons::GIT_CHECK_FAILED
     );
 }

@@ -12,6 +12,20 @@ pub const FINALIZER: &str = "identity.tenancy.dev/cleanup";
 pub const GRANT_ANNOTATION: &str = "identity.tenancy.dev/allowed-client-ids";
 /// Flux's "reconcile now" annotation, honoured like Flux controllers do.
 pub const REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
+/// Whether `ti` carries a reconcile request (`reconcile.fluxcd.io/requestedAt`) not handled yet:
+/// "look again now", so no memo of an earlier look is trusted.
+pub fn reconcile_requested(ti: &tenant_identity_crd::TenantIdentity) -> bool {
+    use kube::ResourceExt;
+    ti.annotations()
+        .get(REQUESTED_AT_ANNOTATION)
+        .is_some_and(|r| {
+            ti.status
+                .as_ref()
+                .and_then(|s| s.last_handled_reconcile_at.as_ref())
+                != Some(r)
+        })
+}
+
 /// Azure workload identity annotations read by the AKS webhook and by Flux.
 pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
 pub const TENANT_ID_ANNOTATION: &str = "azure.workload.identity/tenant-id";

@@ -3,6 +3,12 @@
 //! (`names::is_own_credential`), never by status; status only records which identities to look
 //! at (`status.writtenIdentities`).
 
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
 use futures::{FutureExt, future::BoxFuture};
 use tenant_identity_crd::{MAX_SUBJECTS, reasons};
 use tracing::info;
@@ -70,14 +76,37 @@ pub fn bind_client_id(field: &str, identity: &str, actual: &str, wanted: &str) -
     }
 }
 
+/// How long a tenant's credentials, once found as desired on its identity, are taken to stay so
+/// without asking ARM again (the controller's own resync interval). Any change of the desired
+/// credentials, a reconcile request, a failure or a deletion looks again at once.
+pub const ARM_RESYNC: Duration = Duration::from_secs(600);
+
+/// What the last sync of a tenant found, for [`ARM_RESYNC`].
+struct Synced {
+    desired: u64,
+    at: Instant,
+    observed: CredentialsObserved,
+}
+
+/// (identity ARM id, lowercase; namespace/name of the tenant).
+type SyncKey = (String, String);
+
 pub struct AzureResourceManager {
     /// None when the operator runs without an Azure identity.
     client: Option<ArmBackend>,
+    synced: Mutex<HashMap<SyncKey, Synced>>,
 }
 
 impl AzureResourceManager {
     pub fn new(client: Option<ArmBackend>) -> Self {
-        Self { client }
+        Self {
+            client,
+            synced: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn memo(&self) -> std::sync::MutexGuard<'_, HashMap<SyncKey, Synced>> {
+        self.synced.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The operator's ARM client, if it has an Azure identity.
@@ -111,6 +140,32 @@ impl AzureResourceManager {
         let client = self.required()?;
         let plan = input.plan;
         let owns = |name: &str| names::is_own_credential(&plan.namespace, &plan.name, name);
+        let key = (
+            identity.arm_id().to_ascii_lowercase(),
+            format!("{}/{}", plan.namespace, plan.name),
+        );
+        let desired_digest = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            plan.issuer.hash(&mut hasher);
+            for s in &plan.subjects {
+                (&s.credential_name, &s.subject, &s.audience).hash(&mut hasher);
+            }
+            hasher.finish()
+        };
+        let stale_identities = recorded_identities(input)
+            .into_iter()
+            .any(|old| !old.same_as(identity));
+        if !input.requested && !stale_identities {
+            let memo = self.memo();
+            if let Some(synced) = memo.get(&key)
+                && synced.desired == desired_digest
+                && synced.at.elapsed() < ARM_RESYNC
+            {
+                return Ok(synced.observed.clone());
+            }
+        }
+        self.memo().remove(&key);
         // Identities written to before and no longer named: take our credentials off them.
         for old in recorded_identities(input)
             .into_iter()
@@ -140,7 +195,7 @@ impl AzureResourceManager {
             .iter()
             .map(|d| (d.name.clone(), CredentialState::Ready))
             .collect();
-        Ok(CredentialsObserved {
+        let observed = CredentialsObserved {
             part: PartState::ready(
                 reasons::CREDENTIALS_READY,
                 format!(
@@ -153,7 +208,22 @@ impl AzureResourceManager {
             states,
             written_identities: vec![identity.arm_id()],
             rewritten: report.writes > 0,
-        })
+        };
+        let mut memo = self.memo();
+        // Entries of tenants not seen for an interval are of no use any more.
+        memo.retain(|_, s| s.at.elapsed() < ARM_RESYNC);
+        memo.insert(
+            key,
+            Synced {
+                desired: desired_digest,
+                at: Instant::now(),
+                observed: CredentialsObserved {
+                    rewritten: false,
+                    ..observed.clone()
+                },
+            },
+        );
+        Ok(observed)
     }
 }
 
@@ -243,6 +313,8 @@ impl CredentialBackend for AzureResourceManager {
                 };
             };
             let owns = |name: &str| teardown.owns(name);
+            let tenant = format!("{}/{}", teardown.namespace, teardown.name);
+            self.memo().retain(|(_, t), _| *t != tenant);
             for identity in &identities {
                 info!(tenant = %teardown.name, identity = %identity.arm_id(), "deleting the tenant's federated credentials");
                 delete_ignoring_unbuildable(client, identity, &owns).await?;

@@ -18,6 +18,9 @@ pub struct SyncInput<'a> {
     pub applied: &'a [DynamicObject],
     /// The status before this reconcile.
     pub previous: Option<&'a TenantIdentityStatus>,
+    /// A reconcile request (`reconcile.fluxcd.io/requestedAt`) asks to look again now: no memo
+    /// of an earlier look may stand in for it.
+    pub requested: bool,
 }
 
 /// Whether the identity the plan names is the one its client id says.

@@ -68,7 +68,14 @@ pub(super) async fn sync_host_service_account(
             )
             .await
         {
-            Ok(_) => accounts.annotated.push(name),
+            Ok(written) => {
+                if let Some(rv) = written.resource_version() {
+                    ctx.caches
+                        .service_accounts
+                        .wrote(&plan.namespace, &name, rv);
+                }
+                accounts.annotated.push(name)
+            }
             // Deleted since the list (the vcluster went away): nothing to annotate.
             Err(kube::Error::Api(ae)) if ae.code == 404 => accounts.missing.push(name),
             Err(e) => return Err(Error::KubernetesApiError(e)),

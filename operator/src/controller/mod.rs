@@ -457,6 +457,7 @@ async fn converge(
             plan: &plan,
             applied: &applied,
             previous: ti.status.as_ref(),
+            requested: names::reconcile_requested(ti),
         })
         .await?;
     let git = match children::observe(ChildKind::GitRepository, &plan, &applied) {

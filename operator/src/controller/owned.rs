@@ -44,7 +44,7 @@ pub(super) async fn apply_child(
     let written = match cache.lookup(&child.resource, &child.object, owner_uid) {
         Cached::Current(cached) => return Ok(*cached),
         Cached::Stale {
-            applied_before: true,
+            handover_pending: false,
         } => apply(&api, child).await?,
         Cached::Absent => create(&api, child).await?,
         Cached::Unknown | Cached::NotOurs | Cached::Stale { .. } => {

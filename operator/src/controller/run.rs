@@ -91,7 +91,9 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
         let config = owned.clone();
         let events = move || watcher(api.clone(), config.clone());
         let cache = caches.children.clone();
+        let echoes = caches.children.clone();
         let kind_name = resource.kind.clone();
+        let echo_kind = resource.kind.clone();
         controller = controller.owns_stream_with(
             health
                 .track(kind.kind_name(), events)
@@ -100,7 +102,14 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
                         cache.observe(&kind_name, event);
                     }
                 })
-                .touched_objects(),
+                .touched_objects()
+                // The echo of our own apply is no news.
+                .filter(move |obj| {
+                    let echo = obj
+                        .as_ref()
+                        .is_ok_and(|o| echoes.is_own_echo(&echo_kind, o));
+                    futures::future::ready(!echo)
+                }),
             resource.clone(),
         );
         watched.push(resource);
@@ -112,6 +121,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
     let sa_api = Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone());
     let sa_events = move || watcher(sa_api.clone(), watcher::Config::default().any_semantic());
     let sa_cache = caches.service_accounts.clone();
+    let sa_echoes = caches.service_accounts.clone();
     // Our `<name>-git` ServiceAccounts are children too: the child cache takes them from this
     // watch (see `children::watch`).
     let sa_children = caches.children.clone();
@@ -126,7 +136,12 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
                     sa_children.observe_metadata(&sa_kind, event);
                 }
             })
-            .touched_objects(),
+            .touched_objects()
+            // The echo of our own annotation write is no news.
+            .filter(move |sa| {
+                let echo = sa.as_ref().is_ok_and(|sa| sa_echoes.is_own_echo(sa));
+                futures::future::ready(!echo)
+            }),
         move |sa| {
             let name = sa.name_any();
             tenants_of(

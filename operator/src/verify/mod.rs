@@ -31,7 +31,7 @@ use k8s_openapi::{
     },
     jiff::Timestamp,
 };
-use kube::{Api, Client, ResourceExt, api::PostParams};
+use kube::{Api, Client, api::PostParams};
 use reqwest::Url;
 use serde::Deserialize;
 use tenant_identity_crd::{
@@ -230,12 +230,7 @@ impl Verifier {
             };
         }
         let fingerprint = schedule::fingerprint(plan);
-        let requested = ti
-            .annotations()
-            .get(names::REQUESTED_AT_ANNOTATION)
-            .is_some_and(|r| {
-                previous.and_then(|s| s.last_handled_reconcile_at.as_ref()) != Some(r)
-            });
+        let requested = names::reconcile_requested(ti);
         let now = Timestamp::now();
         let decision = schedule::decide(Inputs {
             previous: recorded.as_ref(),

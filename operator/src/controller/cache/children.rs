@@ -42,6 +42,8 @@ struct Slim {
     controller_uid: Option<String>,
     status: Option<Value>,
     applied: Option<Applied>,
+    /// Our field manager still has an `Update` entry (from the create) on the object itself.
+    handover_pending: bool,
 }
 
 #[derive(Default)]
@@ -65,8 +67,9 @@ pub enum Cached {
     /// Ours (controlled by the tenant), as last applied: nothing to write. The object as the
     /// watch saw it (metadata and mirrored status).
     Current(Box<DynamicObject>),
-    /// Ours, but changed since our last apply, or never applied by this process.
-    Stale { applied_before: bool },
+    /// Ours, but changed since our last apply, or never applied by this process: apply it (no
+    /// read needed), unless fields of our create still wait to be handed to our apply entry.
+    Stale { handover_pending: bool },
     /// Labelled like ours but controlled by another object (or none): judge it on a fresh read.
     NotOurs,
 }
@@ -140,7 +143,6 @@ impl ChildCache {
             let object = DynamicObject {
                 types: None,
                 metadata: ObjectMeta {
-                    managed_fields: None,
                     annotations: None,
                     ..meta.metadata.clone()
                 },
@@ -189,8 +191,8 @@ impl ChildCache {
             {
                 Cached::Current(Box::new(slim.to_object(resource, &key)))
             }
-            applied => Cached::Stale {
-                applied_before: applied.is_some(),
+            _ => Cached::Stale {
+                handover_pending: slim.handover_pending,
             },
         }
     }
@@ -211,6 +213,19 @@ impl ChildCache {
                 digest: digest(desired),
             });
         }
+    }
+
+    /// Whether `obj` (just observed) is exactly what our last apply of it wrote: the watch
+    /// echoing our own write, which needs no reconcile.
+    pub fn is_own_echo(&self, kind: &str, obj: &DynamicObject) -> bool {
+        let Some(rv) = obj.resource_version() else {
+            return false;
+        };
+        self.lock()
+            .objects
+            .get(&key(kind, obj))
+            .and_then(|slim| slim.applied.as_ref())
+            .is_some_and(|applied| applied.resource_version == rv)
     }
 
     /// The children of `kind` labelled for tenant `tenant` of `ns` and controlled by
@@ -309,6 +324,11 @@ impl Slim {
                 .then(|| obj.data.get("status").cloned())
                 .flatten(),
             applied: None,
+            handover_pending: obj.managed_fields().iter().any(|m| {
+                m.manager.as_deref() == Some(FIELD_MANAGER)
+                    && m.operation.as_deref() == Some("Update")
+                    && m.subresource.as_deref().unwrap_or_default().is_empty()
+            }),
         }
     }
 
@@ -385,18 +405,21 @@ mod tests {
             cache.lookup(&r, &desired("a"), "t-1"),
             Cached::Current(_)
         ));
+        // The watch echoing that apply is our own write; Flux's status update is not.
+        assert!(cache.is_own_echo(&r.kind, &object("5", "t-1", "False")));
+        assert!(!cache.is_own_echo(&r.kind, &object("6", "t-1", "True")));
         // Another spec is stale; so is the same spec once the object changed (Flux's status).
         assert_eq!(
             cache.lookup(&r, &desired("b"), "t-1"),
             Cached::Stale {
-                applied_before: true
+                handover_pending: false
             }
         );
         cache.observe(&r.kind, &watcher::Event::Apply(object("6", "t-1", "True")));
         assert_eq!(
             cache.lookup(&r, &desired("a"), "t-1"),
             Cached::Stale {
-                applied_before: true
+                handover_pending: false
             }
         );
         cache.applied(&r, &desired("a"), &object("6", "t-1", "True"));

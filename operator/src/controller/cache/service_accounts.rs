@@ -28,6 +28,9 @@ type Key = (String, String);
 
 #[derive(Default)]
 struct Inner {
+    /// ServiceAccounts our own annotation writes left at this resourceVersion: the watch's echo
+    /// of those writes needs no reconcile.
+    our_writes: HashMap<Key, String>,
     /// Namespace → name → account: a namespace's accounts without a scan of the others.
     accounts: HashMap<String, BTreeMap<String, SlimServiceAccount>>,
     synced: bool,
@@ -82,7 +85,10 @@ impl ServiceAccountCache {
                 }
                 inner.synced = true;
             }
-            watcher::Event::Delete(sa) => inner.remove(&key(sa)),
+            watcher::Event::Delete(sa) => {
+                inner.our_writes.remove(&key(sa));
+                inner.remove(&key(sa));
+            }
         }
     }
 
@@ -93,6 +99,26 @@ impl ServiceAccountCache {
             return None;
         }
         Some(inner.accounts.get(ns).cloned().unwrap_or_default())
+    }
+
+    /// Record that our write left ServiceAccount `ns/name` at `resource_version`.
+    pub fn wrote(&self, ns: &str, name: &str, resource_version: String) {
+        self.lock()
+            .our_writes
+            .insert((ns.to_string(), name.to_string()), resource_version);
+    }
+
+    /// Whether `sa` is the echo of our own write (consumed: asked once per write).
+    pub fn is_own_echo(&self, sa: &PartialObjectMeta<ServiceAccount>) -> bool {
+        let mut inner = self.lock();
+        let key = key(sa);
+        match (inner.our_writes.get(&key), sa.resource_version()) {
+            (Some(ours), Some(rv)) if *ours == rv => {
+                inner.our_writes.remove(&key);
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -267,6 +267,39 @@ async fn steady_state_makes_no_arm_writes() {
     );
     assert_eq!(arm::credentials(fake, &identity).unwrap(), before);
 
+    // Reconciles for any other reason (a change that asks for nothing) do not read ARM again
+    // within the resync interval: its answer stands until something changes.
+    fake.reset_calls();
+    for round in 1..=3 {
+        for name in ["shared", "per-sa"] {
+            let reconciles = env.operator.successful_reconciles().await.unwrap();
+            tenants(&client, &ns)
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {"e2e.example/touch": round.to_string()}}})),
+                )
+                .await
+                .unwrap();
+            env.operator
+                .wait_reconciles_above(reconciles, DEFAULT_TIMEOUT)
+                .await
+                .unwrap();
+        }
+    }
+    let calls = fake.calls();
+    assert_eq!(
+        (
+            calls.list,
+            calls.get,
+            calls.get_identity,
+            calls.put,
+            calls.delete
+        ),
+        (0, 0, 0, 0, 0),
+        "ARM calls by six reconciles of converged tenants: {calls:?}"
+    );
+
     env.finish().await;
 }
 

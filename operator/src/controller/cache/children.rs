@@ -30,6 +30,10 @@ type Key = (String, String, String);
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Applied {
     resource_version: String,
+    /// For kinds with a status written by another controller: the generation and metadata our
+    /// apply left, so their status updates alone do not make the child stale.
+    generation: Option<i64>,
+    metadata: u64,
     digest: [u8; 32],
 }
 
@@ -44,6 +48,8 @@ struct Slim {
     applied: Option<Applied>,
     /// Our field manager still has an `Update` entry (from the create) on the object itself.
     handover_pending: bool,
+    /// A digest of the labels, annotations and owner references.
+    metadata: u64,
 }
 
 #[derive(Default)]
@@ -184,11 +190,17 @@ impl ChildCache {
         if slim.controller_uid.as_deref() != Some(owner_uid) {
             return Cached::NotOurs;
         }
+        // Unchanged since our apply: the same resourceVersion; or, for a kind whose status
+        // another controller writes (ASO, Flux), the same generation (its spec) and metadata.
+        let unchanged = |applied: &Applied| {
+            applied.resource_version == slim.resource_version
+                || (keeps_status(&resource.kind)
+                    && applied.generation.is_some()
+                    && applied.generation == slim.generation
+                    && applied.metadata == slim.metadata)
+        };
         match &slim.applied {
-            Some(applied)
-                if applied.resource_version == slim.resource_version
-                    && applied.digest == digest(object) =>
-            {
+            Some(applied) if applied.digest == digest(object) && unchanged(applied) => {
                 Cached::Current(Box::new(slim.to_object(resource, &key)))
             }
             _ => Cached::Stale {
@@ -210,6 +222,8 @@ impl ChildCache {
         if let (Some(slim), Some(rv)) = (inner.objects.get_mut(&key), written.resource_version()) {
             slim.applied = Some(Applied {
                 resource_version: rv,
+                generation: written.metadata.generation,
+                metadata: metadata_digest(written),
                 digest: digest(desired),
             });
         }
@@ -324,6 +338,7 @@ impl Slim {
                 .then(|| obj.data.get("status").cloned())
                 .flatten(),
             applied: None,
+            metadata: metadata_digest(obj),
             handover_pending: obj.managed_fields().iter().any(|m| {
                 m.manager.as_deref() == Some(FIELD_MANAGER)
                     && m.operation.as_deref() == Some("Update")
@@ -353,6 +368,17 @@ impl Slim {
             },
         }
     }
+}
+
+fn metadata_digest(obj: &DynamicObject) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    obj.metadata.labels.hash(&mut hasher);
+    obj.metadata.annotations.hash(&mut hasher);
+    for o in obj.owner_references() {
+        (&o.uid, o.controller).hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 fn key(kind: &str, obj: &DynamicObject) -> Key {
@@ -408,26 +434,43 @@ mod tests {
         // The watch echoing that apply is our own write; Flux's status update is not.
         assert!(cache.is_own_echo(&r.kind, &object("5", "t-1", "False")));
         assert!(!cache.is_own_echo(&r.kind, &object("6", "t-1", "True")));
-        // Another spec is stale; so is the same spec once the object changed (Flux's status).
+        // Another spec is stale.
         assert_eq!(
             cache.lookup(&r, &desired("b"), "t-1"),
             Cached::Stale {
                 handover_pending: false
             }
         );
+        // Flux's status update (same generation, same metadata) leaves it current, with the
+        // new status for the mirror.
         cache.observe(&r.kind, &watcher::Event::Apply(object("6", "t-1", "True")));
-        assert_eq!(
-            cache.lookup(&r, &desired("a"), "t-1"),
-            Cached::Stale {
-                handover_pending: false
-            }
-        );
-        cache.applied(&r, &desired("a"), &object("6", "t-1", "True"));
         let Cached::Current(obj) = cache.lookup(&r, &desired("a"), "t-1") else {
-            panic!("current after the apply");
+            panic!("a status update alone needs no apply");
         };
         assert_eq!(obj.data["status"]["conditions"][0]["status"], "True");
         assert_eq!(obj.metadata.generation, Some(1));
+        // Someone edits the spec (generation 2) or a label: stale.
+        let mut edited = object("7", "t-1", "True");
+        edited.metadata.generation = Some(2);
+        cache.observe(&r.kind, &watcher::Event::Apply(edited));
+        assert!(matches!(
+            cache.lookup(&r, &desired("a"), "t-1"),
+            Cached::Stale { .. }
+        ));
+        cache.applied(&r, &desired("a"), &object("8", "t-1", "True"));
+        assert!(matches!(
+            cache.lookup(&r, &desired("a"), "t-1"),
+            Cached::Current(_)
+        ));
+        let mut relabelled = object("9", "t-1", "True");
+        relabelled
+            .labels_mut()
+            .insert("app.kubernetes.io/managed-by".into(), "someone".into());
+        cache.observe(&r.kind, &watcher::Event::Apply(relabelled));
+        assert!(matches!(
+            cache.lookup(&r, &desired("a"), "t-1"),
+            Cached::Stale { .. }
+        ));
     }
 
     #[test]

@@ -190,8 +190,11 @@ impl Metrics {
         )?;
         registry.register(Box::new(verifications.clone()))?;
         registry.register(Box::new(verification_duration.clone()))?;
-        for kind in [crate::verify::KIND_EXCHANGE, crate::verify::KIND_GIT] {
-            for result in crate::verify::results(kind) {
+        for kind in [
+            crate::verify::answers::KIND_EXCHANGE,
+            crate::verify::answers::KIND_GIT,
+        ] {
+            for result in crate::verify::answers::results(kind) {
                 verifications.with_label_values(&[kind, result]);
             }
             verification_duration.with_label_values(&[kind]);

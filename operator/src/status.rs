@@ -6,16 +6,15 @@
 //! `Stalled=True` when only a human can fix it (bad spec, claim conflict, missing grant, Flux
 //! stalled, a terminal Azure error). Never both.
 
+use std::time::Duration;
+
 use tenant_identity_crd::{
     SubjectStatus, TenantIdentityStatus, VerificationStatus,
     conditions::{self as c, DesiredCondition, Status},
     reasons,
 };
 
-use crate::{
-    plan::{Plan, SpecError},
-    verify::Verification,
-};
+use crate::plan::{Plan, SpecError};
 
 /// State of one part (credentials, host sync, git) as observed this reconcile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +109,24 @@ pub struct Observed {
     pub git: Option<GitObserved>,
     /// The end-to-end checks (carried over from status when not due).
     pub verification: Verification,
+}
+
+/// One tenant's verification this reconcile: the two parts, each subject's state, the
+/// schedule to record and when to look again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verification {
+    pub identity: PartState,
+    /// None without a git source.
+    pub git: Option<PartState>,
+    /// (credential name, reason) for each subject checked or carried over.
+    pub subjects: Vec<(String, String)>,
+    /// `status.verification` to write.
+    pub record: Option<VerificationStatus>,
+    /// The next check is due in this long (None: nothing scheduled).
+    pub next_check: Option<Duration>,
+    /// A reconcile request asked for a check that the per-identity rate limit put off: the
+    /// request is not recorded as handled yet, so the next reconcile still sees it.
+    pub request_deferred: bool,
 }
 
 /// A step that failed this reconcile.

@@ -303,3 +303,28 @@ pub fn info_refs_url(
     url.set_fragment(None);
     Ok(url)
 }
+
+/// The `kind` label of `tenant_identity_verifications_total`.
+pub const KIND_EXCHANGE: &str = "exchange";
+pub const KIND_GIT: &str = "git";
+
+/// Every result a check can count, per kind (the metric's label values).
+pub fn results(kind: &str) -> &'static [&'static str] {
+    match kind {
+        KIND_GIT => &[
+            reasons::GIT_ACCESS_GRANTED,
+            reasons::GIT_ACCESS_DENIED,
+            reasons::REPOSITORY_NOT_FOUND,
+            reasons::GIT_CHECK_FAILED,
+            reasons::VERIFYING,
+        ],
+        _ => &[
+            reasons::TOKEN_EXCHANGE_SUCCEEDED,
+            reasons::FEDERATION_MISMATCH,
+            reasons::ISSUER_UNREACHABLE,
+            reasons::CLIENT_NOT_FOUND,
+            reasons::EXCHANGE_FAILED,
+            reasons::VERIFYING,
+        ],
+    }
+}

@@ -37,12 +37,14 @@ use tenant_identity_crd::{
 use tokio::sync::Semaphore;
 use tracing::debug;
 
+pub use crate::status::Verification;
 use crate::{
     metrics::Metrics,
     names,
     plan::{Plan, SubjectKind},
     status::PartState,
 };
+use answers::{KIND_EXCHANGE, KIND_GIT};
 use chain::SubjectCheck;
 use schedule::{Decision, Inputs};
 
@@ -54,31 +56,6 @@ pub const AZURE_DEVOPS_SCOPE: &str = "499b84ac-1321-427f-aa17-267ca6975798/.defa
 /// At most one check of an identity this often, whatever asks for it (reconcile requests in a
 /// loop, say).
 pub const MIN_GAP_PER_IDENTITY: Duration = Duration::from_secs(5);
-
-/// The `kind` label of `tenant_identity_verifications_total`.
-pub const KIND_EXCHANGE: &str = "exchange";
-pub const KIND_GIT: &str = "git";
-
-/// Every result a check can count, per kind (the metric's label values).
-pub fn results(kind: &str) -> &'static [&'static str] {
-    match kind {
-        KIND_GIT => &[
-            reasons::GIT_ACCESS_GRANTED,
-            reasons::GIT_ACCESS_DENIED,
-            reasons::REPOSITORY_NOT_FOUND,
-            reasons::GIT_CHECK_FAILED,
-            reasons::VERIFYING,
-        ],
-        _ => &[
-            reasons::TOKEN_EXCHANGE_SUCCEEDED,
-            reasons::FEDERATION_MISMATCH,
-            reasons::ISSUER_UNREACHABLE,
-            reasons::CLIENT_NOT_FOUND,
-            reasons::EXCHANGE_FAILED,
-            reasons::VERIFYING,
-        ],
-    }
-}
 
 /// `run` flags of verification.
 #[derive(Clone, Debug)]
@@ -97,24 +74,6 @@ pub struct VerifySettings {
     pub arm_scope: String,
     /// `--azure-devops-endpoint`.
     pub devops_endpoint: Option<Url>,
-}
-
-/// One tenant's verification this reconcile: the two parts, each subject's state, the
-/// schedule to record and when to look again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verification {
-    pub identity: PartState,
-    /// None without a git source.
-    pub git: Option<PartState>,
-    /// (credential name, reason) for each subject checked or carried over.
-    pub subjects: Vec<(String, String)>,
-    /// `status.verification` to write.
-    pub record: Option<VerificationStatus>,
-    /// The next check is due in this long (None: nothing scheduled).
-    pub next_check: Option<Duration>,
-    /// A reconcile request asked for a check that the per-identity rate limit put off: the
-    /// request is not recorded as handled yet, so the next reconcile still sees it.
-    pub request_deferred: bool,
 }
 
 /// What the pipeline knows when it asks for a check.

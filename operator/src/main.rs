@@ -140,6 +140,9 @@ struct RunArgs {
     /// Reconciles in flight at once: bounds the load on the API server and the connections to it.
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_reconciles: u16,
+    /// Events for one TenantIdentity closer together than this start one reconcile, not several.
+    #[arg(long, env = "RECONCILE_DEBOUNCE", default_value = "500ms", value_parser = humantime::parse_duration)]
+    reconcile_debounce: Duration,
     /// Replaces the scheme and host of spec.git.url for the git access check only (proxies,
     /// sovereign clouds, tests), as --arm-endpoint and --authority-host do for ARM and Entra.
     #[arg(long, env = "AZURE_DEVOPS_ENDPOINT")]
@@ -264,6 +267,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         backends: Backends::new(client.clone(), arm),
         verifier,
         concurrency: args.max_concurrent_reconciles,
+        debounce: args.reconcile_debounce,
     });
     let shutdown = shutdown_signal().shared();
 

@@ -184,6 +184,7 @@ async fn an_unreadable_object_does_not_stall_the_others() {
             metrics.clone(),
         ),
         concurrency: 4,
+        debounce: Duration::from_millis(100),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(controller::run(

@@ -68,6 +68,8 @@ pub struct Services {
     pub verifier: Verifier,
     /// Reconciles in flight at once (`--max-concurrent-reconciles`).
     pub concurrency: u16,
+    /// Events closer together than this are one reconcile (`--reconcile-debounce`).
+    pub debounce: Duration,
 }
 
 /// Per controller run: the process's services plus this run's cache.

@@ -71,7 +71,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
     let mut controller = Controller::for_stream(tenant_events, store.clone()).with_config(
         controller::Config::default()
             .concurrency(services.concurrency)
-            .debounce(DEBOUNCE),
+            .debounce(services.debounce),
     );
     let mut watched: Vec<ApiResource> = Vec::new();
     for kind in ChildKind::all() {
@@ -273,9 +273,6 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
     liveness.abort();
     probes.liveness.set_live(true);
 }
-
-/// Events for the same object closer than this are one reconcile.
-const DEBOUNCE: Duration = Duration::from_millis(500);
 
 /// What in a TenantIdentity needs a reconcile when it changes: its spec (generation), its
 /// annotations (`reconcile.fluxcd.io/requestedAt`), its finalizers and its deletion. Not its

@@ -8,6 +8,8 @@
 //! FLEET_SMOKE=1 cargo bench -p tenant-identity-e2e --bench fleet # 50 tenants, quick
 //! E2E_OPERATOR_BIN=target/release/tenant-identity-operator ...   # a release operator
 //! E2E_KUBECONFIG=/path/to/kubeconfig ...                         # a real API server
+//! UNRELATED_SERVICE_ACCOUNTS=20000 UNRELATED_CONFIG_MAPS=5000 ... # objects of nobody's
+//! FLEET_OPERATOR_ARGS="--reconcile-debounce=100ms" ...            # tuning the operator
 //! ```
 //!
 //! The run, on one API server (the emulator, or `E2E_KUBECONFIG`):
@@ -38,6 +40,7 @@ mod operator_phase;
 mod procfs;
 mod report;
 mod tenants;
+mod unrelated;
 
 use std::{path::Path, time::Instant};
 
@@ -51,6 +54,7 @@ use operator_phase::{converge_fleet, resync, settle};
 use procfs::ProcSampler;
 use report::Report;
 use tenants::{NAMESPACES, fleet, is_service_account, namespaces, prepare, render};
+use unrelated::Unrelated;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -73,6 +77,15 @@ async fn main() -> anyhow::Result<()> {
         binary.display(),
         std::thread::available_parallelism().map_or(0, |p| p.get()),
     );
+
+    let unrelated = Unrelated::from_env();
+    let unrelated_ns = unrelated.create(&cluster).await?;
+    if unrelated_ns.is_some() {
+        println!(
+            "unrelated objects: {} ServiceAccounts, {} ConfigMaps",
+            unrelated.service_accounts, unrelated.config_maps
+        );
+    }
 
     // 1. The bare baseline.
     let bare_ns = namespaces(&cluster, "fleet-bare").await?;
@@ -101,7 +114,13 @@ async fn main() -> anyhow::Result<()> {
         .flatten()
         .filter(|o| !is_service_account(o))
         .count();
-    let mut operator = Operator::start(&cluster, &[]).await?;
+    // Extra operator flags (tuning runs), e.g. FLEET_OPERATOR_ARGS="--reconcile-debounce=100ms".
+    let extra = std::env::var("FLEET_OPERATOR_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = extra.split_whitespace().collect();
+    if !extra.is_empty() {
+        println!("operator flags: {}", extra.join(" "));
+    }
+    let mut operator = Operator::start(&cluster, &extra).await?;
     let sampler = ProcSampler::start(operator.pid());
     settle(&operator).await?;
     let idle = sampler.now();
@@ -169,6 +188,9 @@ async fn main() -> anyhow::Result<()> {
 
     if !cluster.is_emulated() {
         futures::future::join_all(op_ns.into_iter().map(TestNamespace::cleanup)).await;
+        if let Some(ns) = unrelated_ns {
+            ns.cleanup().await;
+        }
     }
     let _ = operator.stop().await;
     cluster.shutdown().await;

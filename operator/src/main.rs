@@ -141,7 +141,7 @@ struct RunArgs {
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_reconciles: u16,
     /// Events for one TenantIdentity closer together than this start one reconcile, not several.
-    #[arg(long, env = "RECONCILE_DEBOUNCE", default_value = "500ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "RECONCILE_DEBOUNCE", default_value = "100ms", value_parser = humantime::parse_duration)]
     reconcile_debounce: Duration,
     /// Replaces the scheme and host of spec.git.url for the git access check only (proxies,
     /// sovereign clouds, tests), as --arm-endpoint and --authority-host do for ARM and Entra.

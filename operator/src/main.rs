@@ -40,7 +40,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the TenantIdentity CustomResourceDefinition as YAML.
     Crd,
     /// Print, offline, every child object for the TenantIdentities in a file.
@@ -175,7 +175,7 @@ async fn main() {
             require_namespace_grant,
             verify,
         } => print_rbac(require_namespace_grant, verify),
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     };
     if let Err(e) = result {
         // One line a person can act on; the chain is joined, not printed as a backtrace.

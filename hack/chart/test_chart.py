@@ -640,11 +640,11 @@ def test_rbac_least_privilege():
     check(not find(objects({"rbac": {"create": False}}), "ClusterRole"), "rbac.create=false renders no RBAC")
     # Namespaces are read only for --require-namespace-grant; ASO identities are only read (binding).
     check(("", "namespaces") not in granted, "no namespace access without security.requireNamespaceGrant")
-    check(granted.get(("managedidentity.azure.com", "userassignedidentities")) == {"get", "list", "watch"},
-          "UserAssignedIdentity access is read only: get, list, watch (identity binding, cached)")
+    check(granted.get(("managedidentity.azure.com", "userassignedidentities")) == {"list", "watch"},
+          "UserAssignedIdentity access is read only: list, watch (identity binding, cached)")
     granted_grant = _granted(one(objects({"security": {"requireNamespaceGrant": True}}), "ClusterRole")["rules"])
-    check({"get", "list", "watch"} <= granted_grant.get(("", "namespaces"), set()),
-          "security.requireNamespaceGrant grants get/list/watch on namespaces")
+    check({"list", "watch"} == granted_grant.get(("", "namespaces"), set()),
+          "security.requireNamespaceGrant grants list/watch on namespaces (cached; no get)")
     for group, resource, verbs in required_access(require_namespace_grant=True):
         have = granted_grant.get((group, resource), set())
         check(verbs <= have, f"with requireNamespaceGrant the ClusterRole lacks {sorted(verbs - have)} on {group or 'core'}/{resource}")

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod names;
 pub mod plan;
 pub mod rbac;
+pub mod read;
 pub mod render;
 pub mod status;
 pub mod telemetry;

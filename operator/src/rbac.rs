@@ -60,8 +60,8 @@ pub fn required(require_namespace_grant: bool, verify: bool) -> Vec<AccessRule> 
     rules.push(rule(
         &uai.group,
         &uai.plural,
-        &["get", "list", "watch"],
-        "identity binding: the ASO identity's status.clientId must be spec.azure.clientId (watched and cached; get while the cache lists)",
+        &["list", "watch"],
+        "identity binding: the ASO identity's status.clientId must be spec.azure.clientId (watched and cached; a list by name while the cache has not listed)",
     ));
     // The vcluster's host ServiceAccounts are not children, but the operator lists them and
     // patches its two annotations onto them; covered by the ServiceAccount rule above.
@@ -69,15 +69,15 @@ pub fn required(require_namespace_grant: bool, verify: bool) -> Vec<AccessRule> 
         rules.push(rule(
             &resource.group,
             &resource.plural,
-            &["get", "list", "watch"],
-            "an observed kind: read (get) and watched, never written",
+            &["list", "watch"],
+            "an observed kind: watched and cached (a list by name while the cache has not listed), never written",
         ));
     }
     if require_namespace_grant {
         rules.push(rule(
             "",
             "namespaces",
-            &["get", "list", "watch"],
+            &["list", "watch"],
             "the grant annotation on tenant namespaces",
         ));
     }
@@ -115,12 +115,7 @@ mod tests {
                 .iter()
                 .find(|x| x.api_groups == [r.group.clone()] && x.resources == [r.plural.clone()])
                 .unwrap_or_else(|| panic!("{} is read", r.kind));
-            assert_eq!(
-                rule.verbs,
-                ["get", "list", "watch"],
-                "read only: {}",
-                r.kind
-            );
+            assert_eq!(rule.verbs, ["list", "watch"], "read only: {}", r.kind);
         }
         assert!(!rules.iter().any(|r| r.resources == ["namespaces"]));
         assert!(

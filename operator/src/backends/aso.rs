@@ -82,7 +82,9 @@ impl AzureServiceOperator {
         }
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), ns, &user_assigned_identity());
-        api.get_opt(name).await.map_err(Error::KubernetesApiError)
+        crate::read::by_name(&api, name)
+            .await
+            .map_err(Error::KubernetesApiError)
     }
 
     async fn bind_named(&self, plan: &Plan, name: &str) -> Result<Binding> {

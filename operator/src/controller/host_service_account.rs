@@ -110,7 +110,7 @@ async fn read_release(plan: &Plan, ctx: &Context) -> Result<ReleaseRead> {
         &plan.namespace,
         &ObservedKind::VirtualClusterRelease.api_resource(),
     );
-    match api.get_opt(&plan.vcluster).await {
+    match crate::read::by_name(&api, &plan.vcluster).await {
         Ok(Some(hr)) => Ok(ReleaseRead::Found(Box::new(hr))),
         Ok(None) => Ok(ReleaseRead::Absent),
         Err(kube::Error::Api(ae)) if ae.code == 403 => Ok(ReleaseRead::Forbidden(ae.message)),

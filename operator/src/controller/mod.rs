@@ -406,14 +406,10 @@ async fn isolate(
                 .cloned(),
             Lookup::Absent | Lookup::Unknown => {
                 let namespaces: Api<Namespace> = Api::all(ctx.client());
-                let namespace = namespaces
-                    .get(ns)
+                crate::read::by_name(&namespaces, ns)
                     .await
-                    .map_err(Error::KubernetesApiError)?;
-                namespace
-                    .annotations()
-                    .get(names::GRANT_ANNOTATION)
-                    .cloned()
+                    .map_err(Error::KubernetesApiError)?
+                    .and_then(|n| n.annotations().get(names::GRANT_ANNOTATION).cloned())
             }
         };
         if let Err(e) = isolation::grant_check(validated.client_id(), ns, grant.as_deref()) {

@@ -72,12 +72,9 @@ async fn apply(api: &Api<DynamicObject>, child: &Child) -> Result<DynamicObject>
 /// The object named like `child`, if any. A list selected on the name rather than a get: the
 /// operator's role grants list (for prune and the watches) but not get on child kinds.
 async fn find(api: &Api<DynamicObject>, child: &Child) -> Result<Option<DynamicObject>> {
-    let params = ListParams::default().fields(&format!("metadata.name={}", child.name()));
-    let list = api.list(&params).await.map_err(|e| api_error(child, e))?;
-    Ok(list
-        .items
-        .into_iter()
-        .find(|o| o.name_any() == child.name()))
+    crate::read::by_name(api, &child.name())
+        .await
+        .map_err(|e| api_error(child, e))
 }
 
 /// Create (POST): it fails if the name was taken meanwhile, where an apply would take the object

@@ -43,21 +43,11 @@ pub async fn show(client: &Client) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let header = ["NAMESPACE", "NAME", "READY", "REASON", "MODE", "AGE"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        println!("{}", line.join("   ").trim_end());
-    }
+    print_table(
+        ["NAMESPACE", "NAME", "READY", "REASON", "MODE", "AGE"],
+        &rows,
+        "   ",
+    );
 
     for ti in &list {
         let ns = ti.namespace().unwrap_or_default();
@@ -126,4 +116,23 @@ pub async fn show(client: &Client) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Print `rows` under `header` in columns as wide as their widest cell, separated by `gap`.
+pub fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]], gap: &str) {
+    let header = header.map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join(gap).trim_end());
+    }
 }

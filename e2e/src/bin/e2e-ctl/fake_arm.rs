@@ -154,21 +154,7 @@ pub(crate) async fn fake_arm_credentials(args: &FakeArmIdentity) -> anyhow::Resu
             ]
         })
         .collect();
-    let header = ["Name", "Issuer", "Subject", "Audiences"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
+    tenant_identity_e2e::show::print_table(["Name", "Issuer", "Subject", "Audiences"], &rows, "  ");
     let calls_url = format!("{url}/_fake/calls");
     let calls: CallCounts = http
         .get(&calls_url)

@@ -34,8 +34,6 @@ pub const CREDENTIALS_PENDING: &str = "CredentialsPending";
 pub const CREDENTIALS_FAILED: &str = "CredentialsFailed";
 /// The GitRepository has not reported Ready=True yet, or reported False.
 pub const GIT_SOURCE_NOT_READY: &str = "GitSourceNotReady";
-/// No git source configured.
-pub const GIT_SOURCE_NOT_CONFIGURED: &str = "GitSourceNotConfigured";
 /// `spec.suspend: true`.
 pub const SUSPENDED: &str = "Suspended";
 /// A write to the Kubernetes API failed.

@@ -70,7 +70,7 @@ pub fn host_sync(plan: &Plan, release: Release<'_>, accounts: &HostServiceAccoun
         (None, Release::Unreadable(error)) => PartState::ready(
             reasons::SYNC_RULES_UNVERIFIED,
             format!(
-                "{applied}; the operator cannot read HelmRelease {}/{} ({error}; grant it get, list and watch on helmreleases.helm.toolkit.fluxcd.io, chart value rbac.flux), so it cannot check that the vcluster carries the sync rules: {}",
+                "{applied}; the operator cannot read HelmRelease {}/{} ({error}; grant it list and watch on helmreleases.helm.toolkit.fluxcd.io, chart value rbac.flux), so it cannot check that the vcluster carries the sync rules: {}",
                 plan.namespace,
                 plan.vcluster,
                 verify_by_hand(plan, &config_map)

@@ -1,5 +1,6 @@
 //! Verification: after its credentials are Ready, the operator does what a tenant pod and Flux
-//! will do and says in status which link of the chain is broken (DESIGN "Verification").
+//! will do and says in status which link of the chain is broken (docs/architecture.md,
+//! "Verification").
 //!
 //! For each subject of the plan: a TokenRequest for the subject's ServiceAccount (the
 //! credential's audience, 10 minutes), exchanged at Entra for an ARM token

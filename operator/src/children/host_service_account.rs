@@ -9,7 +9,9 @@
 //! apply of a missing object would, and Helm would then refuse to install the release), never
 //! owns them, and applies only the two annotation keys, so field ownership says exactly what is
 //! ours. vcluster's ServiceAccount syncer updates labels and annotations in both directions
-//! between a host ServiceAccount and its virtual one (its `Sync` step), so the virtual
+//! between a host ServiceAccount and its virtual one (loft-sh/vcluster,
+//! `pkg/controllers/resources/serviceaccounts/syncer.go`, `serviceAccountSyncer::Sync`:
+//! `translate.AnnotationsBidirectionalUpdate`, since v0.21), so the virtual
 //! ServiceAccount shows the annotations too, and a tenant can change them there: the federated
 //! credential, not the annotation, is the security boundary.
 

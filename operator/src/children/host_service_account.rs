@@ -11,7 +11,7 @@
 //! ours. vcluster's ServiceAccount syncer updates labels and annotations in both directions
 //! between a host ServiceAccount and its virtual one (loft-sh/vcluster,
 //! `pkg/controllers/resources/serviceaccounts/syncer.go`, `serviceAccountSyncer::Sync`:
-//! `translate.AnnotationsBidirectionalUpdate`, since v0.21), so the virtual
+//! `translate.AnnotationsBidirectionalUpdate`), so the virtual
 //! ServiceAccount shows the annotations too, and a tenant can change them there: the federated
 //! credential, not the annotation, is the security boundary.
 

@@ -152,7 +152,11 @@ pub enum Outcome<'a> {
     /// Every child applied; what they and the backend say.
     Converged(&'a Observed),
     /// `spec.suspend` on an object never reconciled: nothing was created. (An object suspended
-    /// later keeps the status it had, as Flux's controllers do: they return before patching.)
+    /// later keeps the status it had, as Flux's controllers do: fluxcd/source-controller's
+    /// `GitRepositoryReconciler::Reconcile` returns on `spec.suspend` before it creates the patch
+    /// helper, so nothing of the status changes. Flux gives an object suspended from the start no
+    /// status at all; this one gets `Ready=False, reason=Suspended`, so kstatus tools see it as
+    /// current instead of in progress forever.)
     Suspended,
 }
 

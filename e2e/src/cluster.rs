@@ -51,11 +51,16 @@ pub fn audit_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target").join("e2e-audit"))
 }
 
-/// The shared checkout beside the repository, for its `vectors/` (test data of the project).
-/// Upstream contract files (CRDs) are not read from here directly: [`tenant_identity_upstream`]
-/// finds them (shared checkout, cache or a verified download).
-pub fn shared_dir() -> PathBuf {
-    workspace_root().join("..").join("shared")
+/// The project's vcluster host-name vectors (`operator/tests/data`, committed, so a clone stands
+/// on its own; the operator's tests check the copy against the shared one where that exists).
+/// Upstream contract files (CRDs) are found by [`tenant_identity_upstream`] (shared checkout,
+/// cache or a verified download).
+pub fn host_name_vectors_path() -> PathBuf {
+    workspace_root()
+        .join("operator")
+        .join("tests")
+        .join("data")
+        .join("vcluster-host-names.json")
 }
 
 /// The upstream CRDs the suite installs after ours, as paths for [`tenant_identity_upstream`].
@@ -189,6 +194,18 @@ impl Cluster {
             self.kubeconfig.clone(),
             !self.is_emulated(),
             test,
+        )
+        .await
+    }
+
+    /// Namespace `<ns>-<suffix>` beside a test's namespace `ns` (so one name is the other's
+    /// prefix), deleted by [`TestNamespace::cleanup`].
+    pub async fn namespace_beside(&self, ns: &str, suffix: &str) -> Result<TestNamespace> {
+        TestNamespace::create_named(
+            self.client(),
+            self.kubeconfig.clone(),
+            !self.is_emulated(),
+            format!("{ns}-{suffix}"),
         )
         .await
     }

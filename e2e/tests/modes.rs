@@ -8,7 +8,7 @@ use kube::{Api, ResourceExt, api::ListParams};
 use serde_json::{Value, json};
 use tenant_identity_e2e::{
     Check, DEFAULT_TIMEOUT, TestEnv,
-    cluster::shared_dir,
+    cluster::host_name_vectors_path,
     namespace::random_guid,
     objects::{self, *},
     poll_until, simulate, wait_for,
@@ -214,8 +214,7 @@ async fn shared_mode_with_aso_backend() {
 
 /// Host names vcluster gives virtual ServiceAccounts (upstream vectors, one of them hashed).
 fn host_name_vectors() -> Vec<(String, String, String, String)> {
-    let text = std::fs::read_to_string(shared_dir().join("vectors/vcluster-host-names.json"))
-        .expect("../shared/vectors beside the repository");
+    let text = std::fs::read_to_string(host_name_vectors_path()).expect("committed vectors");
     let doc: Value = serde_json::from_str(&text).unwrap();
     doc["vectors"]
         .as_array()

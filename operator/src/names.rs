@@ -133,14 +133,34 @@ mod tests {
         host_name: String,
     }
 
+    /// The project's vectors, committed so that a clone stands on its own.
+    const VECTORS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/vcluster-host-names.json"
+    );
+
+    /// Where the vectors come from: the shared checkout beside the repository, when there is one.
+    const SHARED_VECTORS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/vectors/vcluster-host-names.json"
+    );
+
+    #[test]
+    fn the_committed_vectors_are_the_shared_ones() {
+        // Only a checkout with the shared folder beside it can compare (CI has one).
+        let Ok(shared) = std::fs::read_to_string(SHARED_VECTORS) else {
+            return;
+        };
+        let committed = std::fs::read_to_string(VECTORS).expect("committed vectors");
+        assert_eq!(
+            committed, shared,
+            "operator/tests/data/vcluster-host-names.json differs from shared/vectors: copy it again"
+        );
+    }
+
     #[test]
     fn every_upstream_vector_matches() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/vectors/vcluster-host-names.json"
-        );
-        let text =
-            std::fs::read_to_string(path).expect("shared/vectors is checked out beside main");
+        let text = std::fs::read_to_string(VECTORS).expect("committed vectors");
         let vectors: Vectors = serde_json::from_str(&text).unwrap();
         assert!(
             vectors.vectors.len() >= 10,

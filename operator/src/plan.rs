@@ -41,7 +41,10 @@ pub struct Subject {
     pub credential_name: String,
     /// The credential's single audience: `spec.azure.audience` for workloads; always Entra's
     /// default for Flux, whose Azure provider asks the API server for tokens with that audience
-    /// and no other.
+    /// and no other: fluxcd/pkg `auth/azure/provider.go`, `Provider.GetAudiences`, returns
+    /// `api://AzureADTokenExchange` whatever the ServiceAccount says, and `auth/service_account.go`
+    /// (`getServiceAccountInfo`) takes it unless the caller passes audiences, for which the
+    /// GitRepository API has no field (`../shared/upstream/flux`).
     pub audience: String,
     /// The host ServiceAccount behind the subject.
     pub service_account: String,

@@ -91,6 +91,16 @@ impl ChildKind {
         self.coordinates().2
     }
 
+    /// Whether another controller reports on children of this kind in their `status` (ASO on
+    /// its credentials, Flux's source-controller on the GitRepository), which the reconcile
+    /// mirrors into the tenant's conditions: the child cache keeps their `status`.
+    pub fn reports_upstream_status(self) -> bool {
+        match self {
+            ChildKind::FederatedCredential | ChildKind::GitRepository => true,
+            ChildKind::SyncRules | ChildKind::GitServiceAccount | ChildKind::Kustomization => false,
+        }
+    }
+
     /// The owned kind of a `kind` name, if it is one of ours. Two child kinds may share an API
     /// kind (ConfigMap, ServiceAccount are both core); the first in apply order is returned.
     pub fn by_api_kind(api_version: &str, kind: &str) -> Option<ChildKind> {

@@ -93,9 +93,7 @@ pub fn digest(object: &DynamicObject) -> [u8; 32] {
 
 /// Kinds whose upstream status the reconcile mirrors: the cache keeps their `status`.
 fn keeps_status(kind: &str) -> bool {
-    [ChildKind::FederatedCredential, ChildKind::GitRepository]
-        .iter()
-        .any(|k| k.kind_name() == kind)
+    ChildKind::all().any(|k| k.reports_upstream_status() && k.kind_name() == kind)
 }
 
 impl ChildCache {

@@ -50,6 +50,17 @@ impl TestNamespace {
         let mut test = dns_label(test);
         test.truncate(40);
         let name = format!("e2e-{}-{}", test.trim_matches('-'), random_hex(6));
+        Self::create_named(client, kubeconfig, real_cluster, name).await
+    }
+
+    /// Create namespace `name` exactly (a scenario that needs two namespaces whose names are
+    /// related, e.g. one the other's prefix), cleaned up like [`TestNamespace::create`]'s.
+    pub(crate) async fn create_named(
+        client: Client,
+        kubeconfig: PathBuf,
+        real_cluster: bool,
+        name: String,
+    ) -> Result<Self> {
         let api: Api<Namespace> = Api::all(client.clone());
         let ns: Namespace = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Namespace",

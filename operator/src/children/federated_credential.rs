@@ -7,12 +7,27 @@
 //! each carries ASO's reconcile-policy annotation with `detach-on-delete` (ASO still creates and
 //! updates the credential, but skips the DELETE in Azure). Under `Delete` the annotation is not
 //! sent, and server-side apply removes it from an object we applied it to before.
+//!
+//! Retain is about the deletion of the TenantIdentity only. A credential object the operator
+//! deletes itself (a subject gone from the spec, a revocation) must take its credential in Azure
+//! with it, as the ARM backend's delete does whatever the policy: before such a delete the object
+//! is patched to say `manage` ([`manage_patch`]). Spelled out, not just the annotation removed:
+//! without one on the object, ASO takes the namespace's annotation, then its own configured
+//! default, and either may be `detach-on-delete`.
+//!
+//! Upstream (Azure/azure-service-operator): the annotation and its values are documented in
+//! `docs/hugo/content/guide/annotations.md` ("serviceoperator.azure.com/reconcile-policy"; unknown
+//! values mean `manage`); `v2/internal/reconcilers/generic/generic_reconciler.go` reads it when it
+//! handles a deletion behind its finalizer (`GenericReconciler.delete` calls
+//! `mergeReconcilePolicy` on the object as it is then: the object's annotation, else the
+//! namespace's, else `DefaultReconcilePolicy`) and sends the DELETE to Azure only if
+//! `AllowsDelete` (`v2/pkg/common/annotations/reconcile_policy.go`: `manage` only).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{ResourceExt, api::DynamicObject};
-use serde_json::json;
+use serde_json::{Value, json};
 use tenant_identity_crd::{DeletionPolicy, reasons};
 
 use super::{Child, ChildKind, child, is_current, owned_meta, str_field, upstream_condition};
@@ -26,6 +41,35 @@ pub const RECONCILE_POLICY_ANNOTATION: &str = "serviceoperator.azure.com/reconci
 /// The policy under which ASO sends PUT and GET to Azure but never DELETE: deleting the
 /// Kubernetes object leaves the credential in Azure.
 pub const DETACH_ON_DELETE: &str = "detach-on-delete";
+
+/// ASO's default policy: PUT, GET and, when the object is deleted, DELETE in Azure.
+pub const MANAGE: &str = "manage";
+
+/// The object says `manage` itself, so ASO deletes its credential in Azure with it, whatever the
+/// namespace or ASO's default say.
+pub fn deletes_in_azure(meta: &ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(RECONCILE_POLICY_ANNOTATION))
+        .is_some_and(|p| p == MANAGE)
+}
+
+/// The merge patch that makes the credential object `meta` say `manage` before the operator
+/// deletes it, guarded by the resourceVersion read (the conflict of a concurrent write fails it);
+/// `None` when it already does. Whoever set another policy, `detach-on-delete` or `skip` (our
+/// apply under Retain, or anyone else): the object is this tenant's, and its delete is a
+/// revocation that must reach Azure.
+pub fn manage_patch(meta: &ObjectMeta) -> Option<Value> {
+    if deletes_in_azure(meta) {
+        return None;
+    }
+    Some(json!({
+        "metadata": {
+            "resourceVersion": meta.resource_version,
+            "annotations": { RECONCILE_POLICY_ANNOTATION: MANAGE },
+        }
+    }))
+}
 
 /// The annotations a credential object carries under `policy`.
 fn annotations(policy: DeletionPolicy) -> Option<BTreeMap<String, String>> {
@@ -133,5 +177,44 @@ fn state(obj: &DynamicObject) -> CredentialState {
         } else {
             message
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(policy: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            resource_version: Some("7".into()),
+            annotations: policy.map(|p| {
+                BTreeMap::from([
+                    (RECONCILE_POLICY_ANNOTATION.to_string(), p.to_string()),
+                    ("other".to_string(), "kept".to_string()),
+                ])
+            }),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn any_policy_but_manage_is_patched_to_manage_under_the_version_read() {
+        for policy in [None, Some(DETACH_ON_DELETE), Some("skip"), Some("Manage")] {
+            assert!(!deletes_in_azure(&meta(policy)), "{policy:?}");
+            assert_eq!(
+                manage_patch(&meta(policy)),
+                Some(json!({"metadata": {
+                    "resourceVersion": "7",
+                    "annotations": {RECONCILE_POLICY_ANNOTATION: MANAGE},
+                }})),
+                "{policy:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_object_saying_manage_needs_no_write() {
+        assert!(deletes_in_azure(&meta(Some(MANAGE))));
+        assert_eq!(manage_patch(&meta(Some(MANAGE))), None);
     }
 }

@@ -16,13 +16,13 @@ use kube::{
 };
 use serde_json::{Value, json};
 use tenant_identity_crd::TenantIdentity;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{Context, cache::Cached};
-use tenant_identity_crd::kinds;
+use tenant_identity_crd::kinds::{self, ChildKind};
 
 use crate::{
-    children::Child,
+    children::{Child, federated_credential},
     error::{Error, Result},
     names::{self, FIELD_MANAGER},
 };
@@ -301,7 +301,9 @@ fn union(into: &mut Value, other: &Value) {
 }
 
 /// Delete owned children the spec no longer asks for. Only objects carrying our tenant label
-/// AND a controller reference to this TenantIdentity's uid are candidates.
+/// AND a controller reference to this TenantIdentity's uid are candidates. A revocation prunes
+/// everything (`desired` empty). A FederatedIdentityCredential is first told to go in Azure too
+/// ([`manage_before_delete`]).
 pub(super) async fn prune(ti: &TenantIdentity, desired: &[Child], ctx: &Context) -> Result<()> {
     let ns = ti.namespace().unwrap_or_default();
     let uid = ti.uid().unwrap_or_default();
@@ -341,6 +343,11 @@ pub(super) async fn prune(ti: &TenantIdentity, desired: &[Child], ctx: &Context)
             if keep.contains(&(resource.kind.clone(), name.clone())) {
                 continue;
             }
+            if resource.kind == ChildKind::FederatedCredential.kind_name()
+                && !manage_before_delete(&api, &name, &child_uid).await?
+            {
+                continue;
+            }
             info!(tenant = %ti.name_any(), kind = %resource.kind, %name, "deleting child no longer wanted");
             let params = DeleteParams {
                 preconditions: Some(Preconditions {
@@ -357,6 +364,58 @@ pub(super) async fn prune(ti: &TenantIdentity, desired: &[Child], ctx: &Context)
         }
     }
     Ok(())
+}
+
+/// A FederatedIdentityCredential object the operator deletes (a subject gone from the spec, a
+/// revocation) must take its credential in Azure with it, even under `deletionPolicy: Retain`
+/// (which is for the TenantIdentity's own deletion, left to garbage collection): ASO reads the
+/// reconcile policy from the object as it is when its finalizer handles the deletion, so the
+/// object says `manage` before the delete is sent (`children::federated_credential`, which cites
+/// ASO). A merge patch rather than an apply: the child is no longer desired, so there is no
+/// object to apply, and a merge replaces the value whichever manager set it.
+///
+/// Returns whether to delete: false when the object is gone or is another one now (uid), or when
+/// the write did not stick (an admission webhook put the policy back): then the object is kept,
+/// visibly, rather than deleted while its credential stays trusted in Azure; the next reconcile
+/// tries again.
+async fn manage_before_delete(api: &Api<DynamicObject>, name: &str, uid: &str) -> Result<bool> {
+    // ASO writes status on these objects, so the version read may be outdated by the patch:
+    // read again a few times before leaving it to the reconcile's retry.
+    const ATTEMPTS: usize = 3;
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(existing) = crate::read::by_name(api, name)
+            .await
+            .map_err(Error::KubernetesApiError)?
+        else {
+            return Ok(false);
+        };
+        if existing.uid().as_deref() != Some(uid) {
+            return Ok(false);
+        }
+        let Some(patch) = federated_credential::manage_patch(&existing.metadata) else {
+            return Ok(true);
+        };
+        match api.patch(name, &params, &Patch::Merge(patch)).await {
+            Ok(patched) if federated_credential::deletes_in_azure(&patched.metadata) => {
+                return Ok(true);
+            }
+            Ok(_) => {
+                warn!(%name, "the reconcile policy manage did not stick on the FederatedIdentityCredential (an admission webhook?); not deleting it, so that its credential is not left in Azure unseen");
+                return Ok(false);
+            }
+            Err(kube::Error::Api(ae)) if ae.code == 404 => return Ok(false),
+            Err(kube::Error::Api(ae)) if ae.is_conflict() && attempt < ATTEMPTS => {
+                debug!(%name, "changed since read; reading it again");
+            }
+            Err(e) => return Err(Error::KubernetesApiError(e)),
+        }
+    }
 }
 
 #[cfg(test)]

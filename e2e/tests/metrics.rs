@@ -167,3 +167,86 @@ async fn the_operator_counts_its_api_requests_by_verb() {
     assert!(verb("POST") > 0.0, "the creation of each child is counted");
     env.finish().await;
 }
+
+/// The operator's `tenant_identity_watch_healthy` series: kind -> value.
+async fn watch_health(env: &TestEnv) -> std::collections::BTreeMap<String, f64> {
+    let text = env.operator.metrics().await.unwrap();
+    tenant_identity_e2e::exposition::parse_exposition(&text)
+        .into_iter()
+        .filter(|s| s.name == "tenant_identity_watch_healthy")
+        .map(|s| (s.labels.get("kind").cloned().unwrap_or_default(), s.value))
+        .collect()
+}
+
+/// Waits until every exported watch health series is 1 and returns their kinds. A series stuck
+/// at 0 (a watch the operator never runs) times out here.
+async fn healthy_watches(env: &TestEnv) -> BTreeSet<String> {
+    poll_until(
+        "every watch_healthy series at 1",
+        DEFAULT_TIMEOUT,
+        || async {
+            let health = watch_health(env).await;
+            Ok(
+                if !health.is_empty() && health.values().all(|v| *v == 1.0) {
+                    Check::Done(health.into_keys().collect())
+                } else {
+                    Check::NotYet(format!("{health:?}"))
+                },
+            )
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// What the operator watches with every CRD the suite installs (`cluster::install_crds`: Flux's
+/// and ASO's): the TenantIdentities, each owned kind, the host ServiceAccounts, the observed
+/// HelmRelease and ASO's UserAssignedIdentities.
+fn watched_with_every_crd() -> BTreeSet<String> {
+    use tenant_identity_crd::kinds::{ChildKind, ObservedKind};
+    let mut kinds: BTreeSet<String> = ["TenantIdentity", "ServiceAccount", "UserAssignedIdentity"]
+        .map(String::from)
+        .into();
+    kinds.extend(ChildKind::all().map(|k| k.kind_name().to_string()));
+    kinds.extend(ObservedKind::all().map(|k| k.kind_name().to_string()));
+    kinds
+}
+
+/// In steady state every watch the operator runs is healthy (1), and a watch it does not run
+/// has no series: without `--require-namespace-grant` namespaces are not watched, and a 0 for
+/// them would fire TenantIdentityWatchFailing on every default install.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_health_has_a_series_for_each_watch_run_and_each_is_healthy() {
+    let env = TestEnv::start("watch-health", &[]).await.unwrap();
+    create_tenant(
+        &env.client,
+        env.ns(),
+        "team-w",
+        shared_spec(&random_guid(), "vc-w"),
+    )
+    .await
+    .unwrap();
+    simulate::helm_workload_service_account(&env.client, env.ns(), "vc-w")
+        .await
+        .unwrap();
+    simulate::converge(&env.client, env.ns(), "team-w", DEFAULT_TIMEOUT)
+        .await
+        .unwrap();
+    let kinds = healthy_watches(&env).await;
+    assert!(!kinds.contains("Namespace"), "{kinds:?}");
+    assert_eq!(kinds, watched_with_every_crd());
+    env.finish().await;
+}
+
+/// With `--require-namespace-grant` the operator watches namespaces too, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_namespace_grant_the_namespace_watch_has_a_healthy_series() {
+    let env = TestEnv::start("watch-health-ns", &["--require-namespace-grant"])
+        .await
+        .unwrap();
+    let kinds = healthy_watches(&env).await;
+    let mut wanted = watched_with_every_crd();
+    wanted.insert("Namespace".into());
+    assert_eq!(kinds, wanted);
+    env.finish().await;
+}

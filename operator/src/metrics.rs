@@ -4,7 +4,10 @@
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use tenant_identity_crd::conditions::ALL_TYPES;
+use tenant_identity_crd::{
+    conditions::ALL_TYPES,
+    kinds::{ChildKind, ObservedKind},
+};
 
 use crate::azure::AzureRequestMetrics;
 
@@ -83,20 +86,82 @@ fn is_collection(path: &str) -> bool {
     }
 }
 
-/// Every kind the controller watches: the metric label of its watch.
-pub fn watched_kinds() -> Vec<&'static str> {
-    let mut kinds = vec!["TenantIdentity", "ServiceAccount", "Namespace"];
-    for kind in tenant_identity_crd::kinds::ChildKind::all() {
-        if !kinds.contains(&kind.kind_name()) {
-            kinds.push(kind.kind_name());
+/// One watch of the controller run; its `kind()` is the `kind` label of
+/// `tenant_identity_watch_errors_total` and `tenant_identity_watch_healthy`.
+///
+/// The list of watches is this type: `controller::run` starts each through
+/// `WatchHealth::track(Watched, ..)`, which creates its series, so a series exists only for a
+/// watch that was started, and no label can be spelled apart from the watch it names. A watch
+/// the run skips (a kind the cluster does not serve, namespaces without
+/// `--require-namespace-grant`) has no series, rather than a 0 that would read as a failing
+/// watch (`TenantIdentityWatchFailing`) forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Watched {
+    /// The TenantIdentities.
+    Tenants,
+    /// The operator's children of one API kind (selected on the managed-by label); the first
+    /// child kind in apply order of each API resource with its own watch ([`Watched::owned`]).
+    Owned(ChildKind),
+    /// Every host ServiceAccount (metadata only): the vcluster's, and the `<name>-git` children.
+    HostServiceAccounts,
+    /// Another controller's objects that decide a condition (the vcluster's HelmRelease).
+    Observed(ObservedKind),
+    /// Azure Service Operator's UserAssignedIdentities (their status.clientId).
+    Identities,
+    /// Namespaces, for `--require-namespace-grant`.
+    Namespaces,
+}
+
+impl Watched {
+    /// The label: the watched kind as the API server spells it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Watched::Tenants => "TenantIdentity",
+            Watched::Owned(kind) => kind.kind_name(),
+            Watched::HostServiceAccounts => "ServiceAccount",
+            Watched::Observed(kind) => kind.kind_name(),
+            Watched::Identities => "UserAssignedIdentity",
+            Watched::Namespaces => "Namespace",
         }
     }
-    for kind in tenant_identity_crd::kinds::ObservedKind::all() {
-        if !kinds.contains(&kind.kind_name()) {
-            kinds.push(kind.kind_name());
+
+    /// Started by every controller run, whatever the cluster serves and the flags say: the
+    /// core kinds. The others come from CRDs that may not be installed (Flux, ASO) or from a
+    /// flag (namespaces), and `controller::run` starts them only when they apply.
+    pub fn always_started(self) -> bool {
+        match self {
+            Watched::Tenants | Watched::HostServiceAccounts => true,
+            Watched::Owned(kind) => kind.is_builtin(),
+            Watched::Observed(_) | Watched::Identities | Watched::Namespaces => false,
         }
     }
-    kinds
+
+    /// The child kinds that get a watch of their own (`children::watch` says `Owned`), one per
+    /// API resource: two child kinds of one resource share its watch.
+    pub fn owned() -> Vec<ChildKind> {
+        let mut kinds: Vec<ChildKind> = Vec::new();
+        for kind in ChildKind::all() {
+            let resource = kind.api_resource();
+            let seen = kinds.iter().any(|k| {
+                let r = k.api_resource();
+                r.api_version == resource.api_version && r.kind == resource.kind
+            });
+            if crate::children::watch(kind) == crate::children::Watch::Owned && !seen {
+                kinds.push(kind);
+            }
+        }
+        kinds
+    }
+
+    /// Every watch a controller run may start, in the order it starts them.
+    pub fn all() -> Vec<Watched> {
+        let mut all = vec![Watched::Tenants];
+        all.extend(Watched::owned().into_iter().map(Watched::Owned));
+        all.push(Watched::HostServiceAccounts);
+        all.extend(ObservedKind::all().map(Watched::Observed));
+        all.extend([Watched::Identities, Watched::Namespaces]);
+        all
+    }
 }
 
 pub const RESULT_SUCCESS: &str = "success";
@@ -169,9 +234,13 @@ impl Metrics {
         )?;
         registry.register(Box::new(watch_errors.clone()))?;
         registry.register(Box::new(watch_healthy.clone()))?;
-        for kind in watched_kinds() {
-            watch_errors.with_label_values(&[kind]);
-            watch_healthy.with_label_values(&[kind]);
+        // Only the watches every run starts have series before a run has started them: a
+        // replica that is not running the controller (a standby, or before it leads) has no
+        // live watch of them, which is what 0 says; the alert takes the max over replicas. Other
+        // watches get their series when a run starts them (`WatchHealth::track`).
+        for watch in Watched::all().into_iter().filter(|w| w.always_started()) {
+            watch_errors.with_label_values(&[watch.kind()]);
+            watch_healthy.with_label_values(&[watch.kind()]);
         }
         let verifications = IntCounterVec::new(
             Opts::new(
@@ -334,6 +403,83 @@ mod tests {
         );
         for verb in API_VERBS {
             assert!(verb.chars().all(|c| c.is_ascii_uppercase()));
+        }
+    }
+
+    #[test]
+    fn every_watch_has_one_label_spelled_as_its_kind() {
+        use kube::Resource;
+        let all = Watched::all();
+        let labels: std::collections::BTreeSet<&str> = all.iter().map(|w| w.kind()).collect();
+        assert_eq!(labels.len(), all.len(), "one label per watch: {all:?}");
+        // The labels the resources spell themselves, so a renamed kind cannot leave its label.
+        assert_eq!(
+            Watched::Tenants.kind(),
+            tenant_identity_crd::TenantIdentity::kind(&())
+        );
+        assert_eq!(
+            Watched::HostServiceAccounts.kind(),
+            crate::children::host_service_account::resource().kind
+        );
+        assert_eq!(
+            Watched::Identities.kind(),
+            crate::backends::aso::user_assigned_identity().kind
+        );
+        assert_eq!(
+            Watched::Namespaces.kind(),
+            <k8s_openapi::api::core::v1::Namespace as k8s_openapi::Resource>::KIND
+        );
+        for kind in
+            ChildKind::all().filter(|k| crate::children::watch(*k) == crate::children::Watch::Owned)
+        {
+            assert!(labels.contains(kind.kind_name()), "{kind:?} has a watch");
+        }
+        for kind in ObservedKind::all() {
+            assert!(
+                all.contains(&Watched::Observed(kind)),
+                "{kind:?} has a watch"
+            );
+        }
+        assert!(labels.contains("UserAssignedIdentity"));
+        assert_eq!(
+            Watched::owned().len(),
+            Watched::owned()
+                .iter()
+                .map(|k| k.api_resource().plural)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            "one watch per API resource"
+        );
+    }
+
+    /// Before any run has started a watch, only the watches every run starts have series: a
+    /// kind the cluster may not serve, or namespaces without the flag, must not read as failing.
+    #[test]
+    fn only_the_always_started_watches_have_series_from_the_start() {
+        let metrics = Metrics::new().expect("metrics");
+        let text = metrics.render().expect("render");
+        let kinds = |metric: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| {
+                    l.strip_prefix(metric)?
+                        .strip_prefix("{kind=\"")?
+                        .split('"')
+                        .next()
+                })
+                .map(str::to_string)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        for metric in [
+            "tenant_identity_watch_healthy",
+            "tenant_identity_watch_errors_total",
+        ] {
+            assert_eq!(
+                kinds(metric),
+                ["ConfigMap", "ServiceAccount", "TenantIdentity"],
+                "{metric}:\n{text}"
+            );
         }
     }
 }

@@ -18,7 +18,7 @@ use kube::{
 };
 use tenant_identity_crd::{
     TenantIdentity,
-    kinds::{self, ChildKind, ObservedKind},
+    kinds::{self, ObservedKind},
 };
 use tracing::{debug, warn};
 
@@ -30,8 +30,9 @@ use super::{
 };
 use crate::{
     backends::aso,
-    children::{self, Watch, host_service_account},
+    children::host_service_account,
     http::{Liveness, Readiness},
+    metrics::Watched,
     names,
 };
 
@@ -54,7 +55,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
     let (store, writer) = reflector::store::<Guarded>();
     let index = caches.tenants.clone();
     let tenant_events = health
-        .track("TenantIdentity", move || {
+        .track(Watched::Tenants, move || {
             watcher(tenants.clone(), watcher::Config::default().any_semantic())
                 .modify(|g| g.managed_fields_mut().clear())
         })
@@ -73,17 +74,9 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
             .concurrency(services.concurrency)
             .debounce(services.debounce),
     );
-    let mut watched: Vec<ApiResource> = Vec::new();
-    for kind in ChildKind::all() {
+    for kind in Watched::owned() {
         let resource = kind.api_resource();
-        if children::watch(kind) != Watch::Owned
-            || watched
-                .iter()
-                .any(|w| w.api_version == resource.api_version && w.kind == resource.kind)
-        {
-            continue;
-        }
-        if !kind.is_builtin() && !kind_served(&client, &resource).await {
+        if !Watched::Owned(kind).always_started() && !kind_served(&client, &resource).await {
             warn!(kind = %resource.kind, api_version = %resource.api_version, "kind not served; TenantIdentities that need it report DependencyMissing (restart the operator after installing it)");
             continue;
         }
@@ -96,7 +89,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
         let echo_kind = resource.kind.clone();
         controller = controller.owns_stream_with(
             health
-                .track(kind.kind_name(), events)
+                .track(Watched::Owned(kind), events)
                 .inspect(move |event| {
                     if let Ok(event) = event {
                         cache.observe(&kind_name, event);
@@ -110,9 +103,8 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
                         .is_ok_and(|o| echoes.is_own_echo(&echo_kind, o));
                     futures::future::ready(!echo)
                 }),
-            resource.clone(),
+            resource,
         );
-        watched.push(resource);
     }
     // Host ServiceAccounts are not ours; map any SA event to the tenants of its namespace that
     // care: the host SAs their pods run as (Shared: the workload SA; PerServiceAccount: each
@@ -129,7 +121,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
     let (sa_store, sa_index) = (store.clone(), caches.tenants.clone());
     controller = controller.watches_stream(
         health
-            .track("ServiceAccount", sa_events)
+            .track(Watched::HostServiceAccounts, sa_events)
             .inspect(move |event| {
                 if let Ok(event) = event {
                     sa_cache.observe(event);
@@ -178,8 +170,11 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
         caches.releases = Some((resource.clone(), writer.as_reader()));
         let (release_store, release_index) = (store.clone(), caches.tenants.clone());
         controller = controller.watches_stream_with(
-            reflector::reflector(writer, health.track(kind.kind_name(), release_events))
-                .touched_objects(),
+            reflector::reflector(
+                writer,
+                health.track(Watched::Observed(kind), release_events),
+            )
+            .touched_objects(),
             move |release| {
                 let name = release.name_any();
                 tenants_of(
@@ -208,7 +203,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
         services.backends.use_identity_cache(writer.as_reader());
         let (uai_store, uai_index) = (store.clone(), caches.tenants.clone());
         controller = controller.watches_stream_with(
-            reflector::reflector(writer, health.track("UserAssignedIdentity", uai_events))
+            reflector::reflector(writer, health.track(Watched::Identities, uai_events))
                 .touched_objects(),
             move |identity| {
                 let name = identity.name_any();
@@ -240,7 +235,8 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
         caches.namespaces = Some(writer.as_reader());
         let (ns_store, ns_index) = (store.clone(), caches.tenants.clone());
         controller = controller.watches_stream(
-            reflector::reflector(writer, health.track("Namespace", ns_events)).touched_objects(),
+            reflector::reflector(writer, health.track(Watched::Namespaces, ns_events))
+                .touched_objects(),
             move |ns| tenants_of(&ns_store, &ns_index, &ns.name_any(), |_| true),
         );
     }
@@ -272,6 +268,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
         .await;
     liveness.abort();
     probes.liveness.set_live(true);
+    health.stopped();
 }
 
 /// What in a TenantIdentity needs a reconcile when it changes: its spec (generation), its

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::{
     http::{Liveness, Readiness},
-    metrics::Metrics,
+    metrics::{Metrics, Watched},
 };
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -34,7 +34,7 @@ struct State {
 
 /// The health of every watch of one controller run.
 pub struct WatchHealth {
-    states: Mutex<BTreeMap<&'static str, State>>,
+    states: Mutex<BTreeMap<Watched, State>>,
     metrics: Arc<Metrics>,
     readiness: Readiness,
 }
@@ -49,17 +49,17 @@ impl WatchHealth {
         })
     }
 
-    fn update(&self, kind: &'static str, change: impl FnOnce(&mut State)) {
+    fn update(&self, watch: Watched, change: impl FnOnce(&mut State)) {
         // A poisoned lock only means a panic elsewhere mid-update; the map is still usable.
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        let state = states.entry(kind).or_default();
+        let state = states.entry(watch).or_default();
         let was = state.synced && state.failing_since.is_none();
         change(state);
         let now = state.synced && state.failing_since.is_none();
         if was != now {
             self.metrics
                 .watch_healthy
-                .with_label_values(&[kind])
+                .with_label_values(&[watch.kind()])
                 .set(i64::from(now));
         }
         let ready = states
@@ -68,14 +68,43 @@ impl WatchHealth {
         self.readiness.set_ready(ready);
     }
 
-    fn register(&self, kind: &'static str) {
-        self.update(kind, |_| {});
+    /// A watch starts: its series exist from now on (0 until its first list completes), and
+    /// the run is not ready until it has synced.
+    fn register(&self, watch: Watched) {
+        self.metrics.watch_errors.with_label_values(&[watch.kind()]);
+        self.metrics
+            .watch_healthy
+            .with_label_values(&[watch.kind()])
+            .set(0);
+        self.update(watch, |_| {});
     }
 
-    fn seen<K>(&self, kind: &'static str, event: &watcher::Event<K>) {
-        self.update(kind, |s| {
+    /// The run has ended: this replica watches nothing any more. The gauges go back to what
+    /// they were before the run: 0 for the watches every run starts (no live watch here), no
+    /// series for the others, so a kind the next leader does not watch cannot read as failing.
+    /// The error counters stay: they count what happened.
+    pub fn stopped(&self) {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        for watch in states.keys() {
+            if watch.always_started() {
+                self.metrics
+                    .watch_healthy
+                    .with_label_values(&[watch.kind()])
+                    .set(0);
+            } else {
+                // Err only if there is no such series, which is the state wanted.
+                let _ = self
+                    .metrics
+                    .watch_healthy
+                    .remove_label_values(&[watch.kind()]);
+            }
+        }
+    }
+
+    fn seen<K>(&self, watch: Watched, event: &watcher::Event<K>) {
+        self.update(watch, |s| {
             if s.failing_since.take().is_some() {
-                info!(kind, "watch recovered");
+                info!(kind = watch.kind(), "watch recovered");
             }
             match event {
                 watcher::Event::Init => s.synced = false,
@@ -85,10 +114,13 @@ impl WatchHealth {
         });
     }
 
-    fn failed(&self, kind: &'static str, error: &watcher::Error) {
-        self.metrics.watch_errors.with_label_values(&[kind]).inc();
-        warn!(kind, error = %error, "watch failed; retrying with backoff");
-        self.update(kind, |s| {
+    fn failed(&self, watch: Watched, error: &watcher::Error) {
+        self.metrics
+            .watch_errors
+            .with_label_values(&[watch.kind()])
+            .inc();
+        warn!(kind = watch.kind(), error = %error, "watch failed; retrying with backoff");
+        self.update(watch, |s| {
             s.synced = false;
             s.failing_since.get_or_insert_with(Instant::now);
         });
@@ -99,7 +131,7 @@ impl WatchHealth {
         let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         states
             .iter()
-            .filter_map(|(kind, s)| s.failing_since.map(|t| (*kind, t.elapsed())))
+            .filter_map(|(watch, s)| s.failing_since.map(|t| (watch.kind(), t.elapsed())))
             .filter(|(_, elapsed)| *elapsed > bound)
             .max_by_key(|(_, elapsed)| *elapsed)
     }
@@ -110,7 +142,7 @@ impl WatchHealth {
     /// proves the stream live and synced again (`InitDone`) and repairs the cache after an outage.
     pub fn track<K, F, S>(
         self: &Arc<Self>,
-        kind: &'static str,
+        kind: Watched,
         watch: F,
     ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
     where
@@ -233,27 +265,75 @@ mod tests {
         watcher::Error::NoResourceVersion
     }
 
+    const A: Watched = Watched::Tenants;
+    const B: Watched = Watched::Namespaces;
+
     #[test]
     fn ready_only_when_every_watch_is_synced_since_its_last_error() {
         let (h, ready) = health();
-        h.register("A");
-        h.register("B");
+        h.register(A);
+        h.register(B);
         assert!(!ready.is_ready(), "nothing listed yet");
-        h.seen::<()>("A", &watcher::Event::Init);
-        h.seen::<()>("A", &watcher::Event::InitDone);
+        h.seen::<()>(A, &watcher::Event::Init);
+        h.seen::<()>(A, &watcher::Event::InitDone);
         assert!(!ready.is_ready(), "B not synced");
-        h.seen::<()>("B", &watcher::Event::InitDone);
+        h.seen::<()>(B, &watcher::Event::InitDone);
         assert!(ready.is_ready());
-        h.failed("A", &error());
+        h.failed(A, &error());
         assert!(!ready.is_ready(), "A's stream is down");
-        assert!(h.stalled(Duration::ZERO).is_some_and(|(k, _)| k == "A"));
+        assert!(
+            h.stalled(Duration::ZERO)
+                .is_some_and(|(k, _)| k == A.kind())
+        );
         assert!(h.stalled(Duration::from_secs(3600)).is_none());
-        h.seen::<()>("A", &watcher::Event::Init);
+        h.seen::<()>(A, &watcher::Event::Init);
         assert!(!ready.is_ready(), "re-listing");
         assert!(h.stalled(Duration::ZERO).is_none(), "alive again");
-        h.seen::<()>("A", &watcher::Event::InitDone);
+        h.seen::<()>(A, &watcher::Event::InitDone);
         assert!(ready.is_ready());
-        assert_eq!(h.metrics.watch_errors.with_label_values(&["A"]).get(), 1);
-        assert_eq!(h.metrics.watch_healthy.with_label_values(&["A"]).get(), 1);
+        let m = &h.metrics;
+        assert_eq!(m.watch_errors.with_label_values(&[A.kind()]).get(), 1);
+        assert_eq!(m.watch_healthy.with_label_values(&[A.kind()]).get(), 1);
+    }
+
+    /// The series of a watch exist while a run has started it: from its start (at 0, not
+    /// synced yet), and after the run only for the watches every run starts (at 0).
+    #[test]
+    fn a_watch_has_series_from_its_start_and_none_after_its_run_unless_every_run_starts_it() {
+        let (h, _) = health();
+        // The scrape's `tenant_identity_watch_healthy` series of A and B.
+        let exported = |h: &WatchHealth| -> Vec<(String, i64)> {
+            let text = h.metrics.render().expect("render");
+            text.lines()
+                .filter_map(|line| {
+                    let rest = line.strip_prefix("tenant_identity_watch_healthy{kind=\"")?;
+                    let (kind, value) = rest.split_once("\"} ")?;
+                    Some((kind.to_string(), value.parse().ok()?))
+                })
+                .filter(|(kind, _)| kind == A.kind() || kind == B.kind())
+                .collect()
+        };
+        assert_eq!(
+            exported(&h),
+            [(A.kind().to_string(), 0)],
+            "B not started yet"
+        );
+        h.register(B);
+        assert!(
+            exported(&h).contains(&(B.kind().to_string(), 0)),
+            "B started, not synced"
+        );
+        h.register(A);
+        h.seen::<()>(A, &watcher::Event::InitDone);
+        h.seen::<()>(B, &watcher::Event::InitDone);
+        let mut now = exported(&h);
+        now.sort();
+        assert_eq!(now, [(B.kind().to_string(), 1), (A.kind().to_string(), 1)]);
+        h.stopped();
+        assert_eq!(exported(&h), [(A.kind().to_string(), 0)], "after the run");
+        assert_eq!(
+            h.metrics.watch_errors.with_label_values(&[B.kind()]).get(),
+            0
+        );
     }
 }

@@ -232,9 +232,6 @@ preferences: {{}}
         self.accept_connections().await
     }
 
-    /// Cuts every open connection, watches included, without stopping: each client sees its
-    /// connection closed under the request or watch it carried, and its next connection
-    /// attempt succeeds. State and watch history are untouched, so watches resume.
     /// Answer the next `fault.times` requests matching the fault with its error Status.
     pub fn inject_fault(&self, fault: Fault) {
         self.state.faults.inject(fault);
@@ -245,6 +242,9 @@ preferences: {{}}
         self.state.faults.pending()
     }
 
+    /// Cuts every open connection, watches included, without stopping: each client sees its
+    /// connection closed under the request or watch it carried, and its next connection
+    /// attempt succeeds. State and watch history are untouched, so watches resume.
     pub fn drop_connections(&self) {
         self.server.cut_connections();
     }

@@ -1,6 +1,7 @@
 //! No storms: a failure of the moment (the API server answering 500 to a few writes) never turns
 //! a Ready tenant False nor emits a Warning event; the operator retries with backoff. Only a
 //! failure that persists past a bound is reported, and the tenant recovers on its own after.
+//! A lost race on the finalizer (422 adding it, 404 removing it) is no failure at all.
 //!
 //! The failures are injected into the emulator; against a real cluster the injection step is
 //! skipped with a printed reason.
@@ -181,5 +182,110 @@ async fn a_persistent_failure_is_reported_after_the_bound_then_recovers() {
         warned.len() == 1 && warned[0].starts_with("KubernetesApiError"),
         "one Warning event for the one transition: {warned:?}"
     );
+    env.finish().await;
+}
+
+/// The operator's next finalizer patch fails with `code`: kube-runtime's `finalizer` helper adds
+/// and removes the finalizer with a JSON patch (`finalizer` in kube-runtime's finalizer.rs), the
+/// only PATCH the operator sends for a TenantIdentity (its status and children are applies).
+fn finalizer_patch_fault(code: u16) -> kube_emulator::Fault {
+    kube_emulator::Fault {
+        verb: "PATCH".into(),
+        resource: "tenantidentities".into(),
+        user_agent_prefix: Some("tenant-identity-operator/".into()),
+        code,
+        times: 1,
+    }
+}
+
+/// The two harmless races of the finalizer are retried quietly, never reported: 422 on adding
+/// it (the object changed between the operator's read and its patch, whose JSON-patch `test`
+/// then fails) and 404 on removing it (someone finished the deletion first). No reconcile
+/// error is counted, no Warning event emitted, no failure logged; the tenant becomes Ready, and
+/// later goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizer_races_are_retried_quietly() {
+    let test = "finalizer_races_are_retried_quietly";
+    let env = TestEnv::start("finalizer-race", &[]).await.unwrap();
+    let api = tenants(&env.client, env.ns());
+
+    // Shared mode: the tenant needs the finalizer (its host ServiceAccount's annotations).
+    let add_raced = env
+        .cluster
+        .inject_fault_or_skip(test, finalizer_patch_fault(422));
+    ready_tenant(&env, "team-f").await;
+    if add_raced {
+        assert_eq!(env.cluster.pending_faults(), 0, "adding answered 422 once");
+    }
+    let ti = api.get("team-f").await.unwrap();
+    assert!(
+        ti.metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == "identity.tenancy.dev/cleanup"),
+        "the finalizer was added after all"
+    );
+
+    let remove_raced = env
+        .cluster
+        .inject_fault_or_skip(test, finalizer_patch_fault(404));
+    api.delete("team-f", &Default::default()).await.unwrap();
+    if remove_raced {
+        tenant_identity_e2e::poll_until(
+            "the finalizer removal to be answered 404",
+            DEFAULT_TIMEOUT,
+            || async {
+                Ok(match env.cluster.pending_faults() {
+                    0 => tenant_identity_e2e::Check::Done(()),
+                    n => tenant_identity_e2e::Check::NotYet(format!("{n} pending")),
+                })
+            },
+        )
+        .await
+        .unwrap();
+        // The 404 says someone else finished the deletion; the injected answer left the object
+        // as it was, so finish it as they would have.
+        api.patch(
+            "team-f",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    }
+    tenant_identity_e2e::wait_gone(&api, "team-f", DEFAULT_TIMEOUT)
+        .await
+        .unwrap();
+
+    let errors = env
+        .operator
+        .metric_sum(
+            "tenant_identity_reconcile_errors_total",
+            &[("reason", "FinalizerError")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        errors, 0.0,
+        "no finalizer race counted as a reconcile error"
+    );
+    // (Converging passes through CredentialsPending, which warns as it always does.)
+    let warned: Vec<String> = warnings(&env, "team-f")
+        .await
+        .into_iter()
+        .filter(|w| w.contains("inalizer"))
+        .collect();
+    assert_eq!(
+        warned,
+        Vec::<String>::new(),
+        "no Warning about the finalizer"
+    );
+    let logs = env.operator.logs();
+    let failures: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("FinalizerError") || l.contains("reconcile failed"))
+        .collect();
+    assert!(failures.is_empty(), "failures logged: {failures:#?}");
     env.finish().await;
 }

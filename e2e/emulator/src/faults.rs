@@ -1,8 +1,10 @@
 //! Injected failures: the next requests matching a verb, a resource and a client (its
 //! User-Agent) are answered with an error Status, as an overloaded or failing kube-apiserver
 //! answers (429 `TooManyRequests` with `Retry-After`, 500 `InternalError`, 503
-//! `ServiceUnavailable`, 504 `Timeout`), without touching the store. For testing how clients
-//! ride out failures of the moment.
+//! `ServiceUnavailable`, 504 `Timeout`), or as it answers a client that lost a race (404
+//! `NotFound`: the object was gone; 422 `Invalid`: a JSON patch whose `test` failed because the
+//! object changed since the client read it), without touching the store. For testing how
+//! clients ride out failures of the moment.
 
 use std::sync::Mutex;
 
@@ -22,7 +24,7 @@ pub struct Fault {
     pub resource: String,
     /// Only requests whose User-Agent starts with this (None: any client).
     pub user_agent_prefix: Option<String>,
-    /// 429, 500, 503 or 504.
+    /// 404, 422, 429, 500, 503 or 504.
     pub code: u16,
     /// How many matching requests fail.
     pub times: u32,
@@ -70,6 +72,17 @@ impl Faults {
 
 fn status(code: u16) -> Response {
     let (reason, message) = match code {
+        // kube-apiserver's generic answers (`NewGenericServerResponse` in apimachinery's
+        // pkg/api/errors/errors.go); a failed JSON patch `test` gets the 422 one
+        // (`applyJSPatch` in apiserver's pkg/endpoints/handlers/patch.go).
+        404 => (
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+        422 => (
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+        ),
         429 => (
             "TooManyRequests",
             "the server has received too many requests and has asked us to try again later",

@@ -59,6 +59,25 @@ pub enum Backend {
     AzureResourceManager(ManagedIdentity),
 }
 
+/// Each backend asks only for its own variant, so adding a variant touches no other backend.
+impl Backend {
+    /// The identity the operator writes to through Azure Resource Manager, for an ARM plan.
+    pub fn resource_manager(&self) -> Option<&ManagedIdentity> {
+        match self {
+            Backend::AzureResourceManager(identity) => Some(identity),
+            _ => None,
+        }
+    }
+
+    /// The owner of the ASO credential objects, for an Azure Service Operator plan.
+    pub fn service_operator(&self) -> Option<&AsoOwner> {
+        match self {
+            Backend::AzureServiceOperator(owner) => Some(owner),
+            _ => None,
+        }
+    }
+}
+
 /// The `owner` of the ASO credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AsoOwner {

@@ -261,35 +261,30 @@ impl CredentialBackend for AzureResourceManager {
 
     fn bind<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Binding>> {
         async move {
-            match &plan.backend {
-                Backend::AzureResourceManager(identity) => self.bind_identity(plan, identity).await,
-                // `Backends::get` only hands this backend ARM plans.
-                Backend::AzureServiceOperator(_) => Ok(Binding::Bound),
-            }
+            // `Backends::get` only hands this backend ARM plans.
+            let Some(identity) = plan.backend.resource_manager() else {
+                return Ok(Binding::Bound);
+            };
+            self.bind_identity(plan, identity).await
         }
         .boxed()
     }
 
     fn write_target(&self, plan: &Plan) -> Option<String> {
-        match &plan.backend {
-            Backend::AzureResourceManager(identity) => Some(identity.arm_id()),
-            Backend::AzureServiceOperator(_) => None,
-        }
+        plan.backend.resource_manager().map(ManagedIdentity::arm_id)
     }
 
     fn sync<'a>(&'a self, input: SyncInput<'a>) -> BoxFuture<'a, Result<CredentialsObserved>> {
         async move {
-            match &input.plan.backend {
-                Backend::AzureResourceManager(identity) => {
-                    self.sync_identity(input, identity).await
-                }
-                Backend::AzureServiceOperator(_) => Ok(CredentialsObserved {
+            let Some(identity) = input.plan.backend.resource_manager() else {
+                return Ok(CredentialsObserved {
                     part: PartState::waiting(reasons::CREDENTIALS_PENDING, "not an ARM tenant"),
                     states: Vec::new(),
                     written_identities: Vec::new(),
                     rewritten: false,
-                }),
-            }
+                });
+            };
+            self.sync_identity(input, identity).await
         }
         .boxed()
     }
@@ -297,7 +292,7 @@ impl CredentialBackend for AzureResourceManager {
     fn delete<'a>(&'a self, teardown: &'a Teardown) -> BoxFuture<'a, Result<()>> {
         async move {
             let mut identities = teardown.written_identities.clone();
-            if let Some(Backend::AzureResourceManager(current)) = &teardown.backend
+            if let Some(current) = teardown.backend.as_ref().and_then(Backend::resource_manager)
                 && !identities.iter().any(|i| i.same_as(current))
             {
                 identities.push(current.clone());

@@ -23,7 +23,7 @@ use crate::{
     azure::ArmBackend,
     children::{self, Observation},
     error::{BackendError, Error, Result},
-    plan::{AsoOwner, Backend, ManagedIdentity, Plan, SpecError, Teardown},
+    plan::{AsoOwner, ManagedIdentity, Plan, SpecError, Teardown},
     status::{CredentialsObserved, PartState},
 };
 
@@ -152,15 +152,11 @@ impl CredentialBackend for AzureServiceOperator {
 
     fn bind<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Binding>> {
         async move {
-            match &plan.backend {
-                Backend::AzureServiceOperator(AsoOwner::Name(name)) => {
-                    self.bind_named(plan, name).await
-                }
-                Backend::AzureServiceOperator(AsoOwner::ArmId(id)) => {
-                    self.bind_arm_id(plan, id).await
-                }
+            match plan.backend.service_operator() {
+                Some(AsoOwner::Name(name)) => self.bind_named(plan, name).await,
+                Some(AsoOwner::ArmId(id)) => self.bind_arm_id(plan, id).await,
                 // `Backends::get` only hands this backend ASO plans.
-                Backend::AzureResourceManager(_) => Ok(Binding::Bound),
+                None => Ok(Binding::Bound),
             }
         }
         .boxed()

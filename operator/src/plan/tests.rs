@@ -461,3 +461,15 @@ fn git_interval_is_flux_duration_of_bounded_length() {
             .unwrap_or_else(|e| panic!("{interval:?} is a Flux interval: {e}"));
     }
 }
+
+#[test]
+fn each_backend_finds_only_its_own_variant() {
+    let identity = ManagedIdentity::new("s", "rg", "id");
+    let arm = Backend::AzureResourceManager(identity.clone());
+    assert_eq!(arm.resource_manager(), Some(&identity));
+    assert_eq!(arm.service_operator(), None);
+    let owner = AsoOwner::Name("team-a-identity".into());
+    let aso = Backend::AzureServiceOperator(owner.clone());
+    assert_eq!(aso.service_operator(), Some(&owner));
+    assert_eq!(aso.resource_manager(), None);
+}

@@ -82,10 +82,19 @@ fn credential_prefix(namespace: &str, name: &str) -> String {
 }
 
 /// Whether a credential on an identity is one this TenantIdentity wrote, judged by what the
-/// credential is: its name is exactly `<ns>-<name>-` and 10 hex chars (ARM names compare
-/// case-insensitively). Within a namespace no other TenantIdentity's names match (the hex part
-/// is exactly 10 long), and an identity is bound to one client id, which one namespace claims.
-pub fn is_own_credential(namespace: &str, name: &str, credential: &str) -> bool {
+/// credential is: its name is exactly the one this tenant derives from the credential's own
+/// subject, [`credential_name`]`(namespace, name, subject)` (ARM names compare
+/// case-insensitively). The name pattern alone is not enough: namespace `team`'s tenant `a-app`
+/// and namespace `team-a`'s tenant `app` share the prefix `team-a-app`, but only the digest of
+/// namespace/name/subject the tenant itself would write matches.
+pub fn is_own_credential(namespace: &str, name: &str, credential: &str, subject: &str) -> bool {
+    has_own_credential_shape(namespace, name, credential)
+        && credential.eq_ignore_ascii_case(&credential_name(namespace, name, subject))
+}
+
+/// The cheap prefilter of [`is_own_credential`]: the name is exactly `<ns>-<name>-` and 10 hex
+/// chars. Never proof of ownership on its own (another namespace's tenant can share the prefix).
+fn has_own_credential_shape(namespace: &str, name: &str, credential: &str) -> bool {
     let prefix = credential_prefix(namespace, name);
     credential.len() == prefix.len() + 11
         && credential.is_char_boundary(prefix.len())
@@ -200,22 +209,68 @@ mod tests {
     }
 
     #[test]
-    fn own_credentials_are_recognised_by_name_only() {
-        let mine = credential_name("team-a", "app", "system:serviceaccount:team-a:x");
-        assert!(is_own_credential("team-a", "app", &mine));
-        assert!(is_own_credential("team-a", "app", &mine.to_uppercase()));
+    fn own_credentials_are_recognised_by_name_and_subject() {
+        let subject = "system:serviceaccount:team-a:x";
+        let mine = credential_name("team-a", "app", subject);
+        assert!(is_own_credential("team-a", "app", &mine, subject));
+        assert!(is_own_credential(
+            "team-a",
+            "app",
+            &mine.to_uppercase(),
+            subject
+        ));
+        assert!(
+            !is_own_credential("team-a", "app", &mine, "system:serviceaccount:team-a:y"),
+            "our name on a credential of another subject is not ours"
+        );
         for foreign in [
             "team-a-app-b-0123456789".to_string(), // tenant "app-b"
+            "team-a-app-0123456789".to_string(),   // the pattern, not the digest
             "team-a-ap-0123456789".to_string(),
             "team-a-app-012345678".to_string(),
             "team-a-app-0123456789a".to_string(),
             "team-a-app-012345678g".to_string(),
             "manual-credential".to_string(),
-            credential_name("team-a", "app-b", "system:serviceaccount:team-a:x"),
-            credential_name("team-b", "app", "system:serviceaccount:team-b:x"),
+            credential_name("team-a", "app-b", subject),
+            credential_name("team-b", "app", subject),
         ] {
-            assert!(!is_own_credential("team-a", "app", &foreign), "{foreign}");
+            assert!(
+                !is_own_credential("team-a", "app", &foreign, subject),
+                "{foreign}"
+            );
         }
+    }
+
+    #[test]
+    fn tenants_whose_names_share_a_prefix_never_own_each_others_credentials() {
+        // Namespace `team` tenant `a-app` and namespace `team-a` tenant `app`: both prefixes are
+        // `team-a-app`, so the shape alone cannot tell them apart.
+        let victim_subject = "system:serviceaccount:team-a:vc-workload-app";
+        let victims = credential_name("team-a", "app", victim_subject);
+        assert!(victims.starts_with("team-a-app-"));
+        assert!(has_own_credential_shape("team", "a-app", &victims));
+        assert!(!is_own_credential(
+            "team",
+            "a-app",
+            &victims,
+            victim_subject
+        ));
+        assert!(is_own_credential("team-a", "app", &victims, victim_subject));
+        let attacker_subject = "system:serviceaccount:team:vc-workload-a-app";
+        let attackers = credential_name("team", "a-app", attacker_subject);
+        assert!(attackers.starts_with("team-a-app-"));
+        assert!(!is_own_credential(
+            "team-a",
+            "app",
+            &attackers,
+            attacker_subject
+        ));
+        assert!(is_own_credential(
+            "team",
+            "a-app",
+            &attackers,
+            attacker_subject
+        ));
     }
 
     proptest! {

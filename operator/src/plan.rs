@@ -245,7 +245,8 @@ pub struct Teardown {
     /// The backend the spec names, if it names one.
     pub backend: Option<Backend>,
     /// Every identity the status records as written to (the spec's own is added by the
-    /// backend): places to look; what is ours there is proven by each credential's name.
+    /// backend): places to look; what is ours there is proven by each credential's name and
+    /// subject.
     pub written_identities: Vec<ManagedIdentity>,
     /// Status reports credentials or identities written: the operator has touched Azure.
     pub ever_written: bool,
@@ -273,9 +274,9 @@ impl Teardown {
         }
     }
 
-    /// Whether a credential name is one this TenantIdentity wrote.
-    pub fn owns(&self, credential: &str) -> bool {
-        names::is_own_credential(&self.namespace, &self.name, credential)
+    /// Whether a credential (its name and its own subject) is one this TenantIdentity wrote.
+    pub fn owns(&self, credential: &str, subject: &str) -> bool {
+        names::is_own_credential(&self.namespace, &self.name, credential, subject)
     }
 }
 

@@ -6,8 +6,9 @@
 //!   makes no write calls at all (ARM throttles FIC writes per resource to 0.25/s);
 //! * count before create — after the sync the identity may carry at most 20 credentials, ours
 //!   and everyone else's; if not, fail before the first write, so nothing is half-applied;
-//! * never touch a credential whose name this tenant does not own, and refuse (rather than
-//!   "fix") a subject that someone else already federated;
+//! * never delete a credential this tenant does not own (judged by its name and subject), never
+//!   modify one whose name is not desired, and refuse (rather than "fix") a subject that
+//!   someone else already federated;
 //! * serialize writes per identity — ARM answers 409 to concurrent FIC writes under one
 //!   identity, and two TenantIdentities may share an identity.
 
@@ -28,6 +29,11 @@ use tenant_identity_crd::MAX_SUBJECTS;
 fn lock_key(identity: &ManagedIdentity) -> String {
     identity.arm_id().to_ascii_lowercase()
 }
+
+/// Recognises a tenant's own credentials by what each one is: `(name, subject)` of a credential
+/// listed on the identity. The ARM backend's is `names::is_own_credential`, which needs the
+/// credential's own subject: a name pattern alone is shared by tenants of other namespaces.
+pub type Owns<'a> = dyn Fn(&str, &str) -> bool + Send + Sync + 'a;
 
 /// One credential the tenant wants on the identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,18 +213,19 @@ impl ArmBackend {
         owned_stale: &[String],
     ) -> Result<SyncReport, ArmError> {
         let stale: HashSet<String> = owned_stale.iter().map(|n| key(n)).collect();
-        self.sync_owned(identity, desired, &|name| stale.contains(&key(name)))
+        self.sync_owned(identity, desired, &|name, _| stale.contains(&key(name)))
             .await
     }
 
     /// Make the identity carry exactly `desired` among the credentials `owns` recognises as
-    /// this tenant's (by what they are: their name); every other owned one is deleted.
-    /// Credentials `owns` does not recognise are never modified or deleted.
+    /// this tenant's (by what they are: name and subject); every other owned one is deleted.
+    /// Credentials `owns` does not recognise are never deleted, and modified only when they
+    /// carry a desired name.
     pub async fn sync_owned(
         &self,
         identity: &ManagedIdentity,
         desired: &[DesiredCredential],
-        owns: &(dyn Fn(&str) -> bool + Send + Sync),
+        owns: &Owns<'_>,
     ) -> Result<SyncReport, ArmError> {
         validate_desired(desired)?;
         self.check_hold_off(identity)?;
@@ -231,7 +238,7 @@ impl ArmBackend {
         &self,
         identity: &ManagedIdentity,
         desired: &[DesiredCredential],
-        owns: &(dyn Fn(&str) -> bool + Send + Sync),
+        owns: &Owns<'_>,
     ) -> Result<SyncReport, ArmError> {
         let lock = self.lock_for(identity);
         let _guard = lock.lock().await;
@@ -240,12 +247,12 @@ impl ArmBackend {
         let existing_by_key: HashMap<String, &FederatedIdentityCredential> =
             existing.iter().map(|c| (key(name_of(c)), c)).collect();
         let desired_keys: HashSet<String> = desired.iter().map(|d| key(&d.name)).collect();
-        let is_ours = |c: &FederatedIdentityCredential| {
-            desired_keys.contains(&key(name_of(c))) || owns(name_of(c))
-        };
+        let owned = |c: &FederatedIdentityCredential| owns(name_of(c), &c.properties.subject);
+        let is_ours =
+            |c: &FederatedIdentityCredential| desired_keys.contains(&key(name_of(c))) || owned(c);
         let stale: Vec<&FederatedIdentityCredential> = existing
             .iter()
-            .filter(|c| !desired_keys.contains(&key(name_of(c))) && owns(name_of(c)))
+            .filter(|c| !desired_keys.contains(&key(name_of(c))) && owned(c))
             .collect();
 
         // Someone else's credential already federates one of our subjects: Entra would
@@ -364,7 +371,7 @@ impl ArmBackend {
             return Ok(());
         }
         let wanted: HashSet<String> = names.iter().map(|n| key(n)).collect();
-        self.delete_owned(identity, &|name| wanted.contains(&key(name)))
+        self.delete_owned(identity, &|name, _| wanted.contains(&key(name)))
             .await
     }
 
@@ -372,7 +379,7 @@ impl ArmBackend {
     pub async fn delete_owned(
         &self,
         identity: &ManagedIdentity,
-        owns: &(dyn Fn(&str) -> bool + Send + Sync),
+        owns: &Owns<'_>,
     ) -> Result<(), ArmError> {
         self.check_hold_off(identity)?;
         let result = self.delete_locked(identity, owns).await;
@@ -383,7 +390,7 @@ impl ArmBackend {
     async fn delete_locked(
         &self,
         identity: &ManagedIdentity,
-        owns: &(dyn Fn(&str) -> bool + Send + Sync),
+        owns: &Owns<'_>,
     ) -> Result<(), ArmError> {
         let lock = self.lock_for(identity);
         let _guard = lock.lock().await;
@@ -393,7 +400,10 @@ impl ArmBackend {
             Err(ArmError::IdentityNotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
-        for c in existing.iter().filter(|c| owns(name_of(c))) {
+        for c in existing
+            .iter()
+            .filter(|c| owns(name_of(c), &c.properties.subject))
+        {
             let name = name_of(c);
             tracing::info!(identity = %identity.arm_id(), credential = name, "deleting federated identity credential");
             match self.client.delete(identity, name).await {

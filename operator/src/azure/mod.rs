@@ -17,7 +17,7 @@ pub mod types;
 
 pub use crate::plan::ManagedIdentity;
 pub use backend::{
-    ArmBackend, CredentialChange, DesiredCredential, SyncReport, is_valid_credential_name,
+    ArmBackend, CredentialChange, DesiredCredential, Owns, SyncReport, is_valid_credential_name,
 };
 pub use client::{
     ArmClient, ArmConfig, DEFAULT_API_VERSION, DEFAULT_ARM_ENDPOINT, DEFAULT_AUTHORITY_HOST,

@@ -1,7 +1,8 @@
 //! Azure Resource Manager: the operator writes the credentials itself (`crate::azure`), so
-//! removal needs its finalizer. What is ours on an identity is proven by each credential's name
-//! (`names::is_own_credential`), never by status; status only records which identities to look
-//! at (`status.writtenIdentities`).
+//! removal needs its finalizer. What is ours on an identity is proven by each credential: its
+//! name is the one we derive from its own subject (`names::is_own_credential`), never by status
+//! and never by a name pattern, which tenants of other namespaces can share; status only records
+//! which identities to look at (`status.writtenIdentities`).
 
 use std::{
     collections::HashMap,
@@ -15,7 +16,7 @@ use tracing::info;
 
 use super::seam::{Binding, CredentialBackend, SyncInput};
 use crate::{
-    azure::{ArmBackend, ArmError, DesiredCredential, client::INVALID_PATH_SEGMENT},
+    azure::{ArmBackend, ArmError, DesiredCredential, Owns, client::INVALID_PATH_SEGMENT},
     error::{BackendError, Result},
     names,
     plan::{Backend, ManagedIdentity, Plan, SpecError, Teardown},
@@ -139,7 +140,9 @@ impl AzureResourceManager {
     ) -> Result<CredentialsObserved> {
         let client = self.required()?;
         let plan = input.plan;
-        let owns = |name: &str| names::is_own_credential(&plan.namespace, &plan.name, name);
+        let owns = |name: &str, subject: &str| {
+            names::is_own_credential(&plan.namespace, &plan.name, name, subject)
+        };
         let key = (
             identity.arm_id().to_ascii_lowercase(),
             format!("{}/{}", plan.namespace, plan.name),
@@ -246,7 +249,7 @@ fn recorded_identities(input: SyncInput<'_>) -> Vec<ManagedIdentity> {
 async fn delete_ignoring_unbuildable(
     client: &ArmBackend,
     identity: &ManagedIdentity,
-    owns: &(dyn Fn(&str) -> bool + Send + Sync),
+    owns: &Owns<'_>,
 ) -> Result<()> {
     match client.delete_owned(identity, owns).await {
         Err(ArmError::InvalidRequest { code, .. }) if code == INVALID_PATH_SEGMENT => Ok(()),
@@ -291,6 +294,11 @@ impl CredentialBackend for AzureResourceManager {
 
     fn delete<'a>(&'a self, teardown: &'a Teardown) -> BoxFuture<'a, Result<()>> {
         async move {
+            // Every identity ever written to, and the one the spec names now even when it is
+            // refused (binding, claims, grant) and status does not list it: status can be
+            // patched, and our credentials there trust our subjects, so they must go. Safe on
+            // any identity: only credentials named for exactly our (namespace, name, subject)
+            // are deleted, never another tenant's that shares our name prefix.
             let mut identities = teardown.written_identities.clone();
             if let Some(current) = teardown.backend.as_ref().and_then(Backend::resource_manager)
                 && !identities.iter().any(|i| i.same_as(current))
@@ -307,7 +315,7 @@ impl CredentialBackend for AzureResourceManager {
                     Ok(())
                 };
             };
-            let owns = |name: &str| teardown.owns(name);
+            let owns = |name: &str, subject: &str| teardown.owns(name, subject);
             let tenant = format!("{}/{}", teardown.namespace, teardown.name);
             self.memo().retain(|(_, t), _| *t != tenant);
             for identity in &identities {

@@ -473,3 +473,18 @@ fn each_backend_finds_only_its_own_variant() {
     assert_eq!(aso.service_operator(), Some(&owner));
     assert_eq!(aso.resource_manager(), None);
 }
+
+#[test]
+fn teardown_owns_only_what_it_would_have_named_for_that_subject() {
+    let teardown = Teardown::of(&ti(json!({
+        "virtualCluster": {"name": "vc"},
+        "azure": {"clientId": CLIENT, "identity": aso()},
+    })));
+    let subject = "system:serviceaccount:vc-team-a:vc-workload-vc";
+    let mine = names::credential_name("vc-team-a", "team-a", subject);
+    assert!(teardown.owns(&mine, subject));
+    assert!(!teardown.owns(&mine, "system:serviceaccount:vc-team-a:other"));
+    // Namespace `vc-team` tenant `a-team-a` shares the prefix `vc-team-a-team-a`.
+    let colliding = names::credential_name("vc-team", "a-team-a", subject);
+    assert!(!teardown.owns(&colliding, subject));
+}

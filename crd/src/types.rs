@@ -338,8 +338,11 @@ pub enum GitAuth {
 /// namespace and `serviceAccountName`, or the controller's `--default-service-account` when empty),
 /// so inside the vcluster; under Flux's multi-tenancy lockdown it always impersonates. The
 /// operator therefore always names the account and binds it inside the vcluster (the values
-/// fragment's `experimental.deploy.vcluster.manifests`). The account need not exist anywhere:
-/// Kubernetes authorizes an impersonated user by its name alone.
+/// fragment's `experimental.deploy.vcluster.manifests`). Kubernetes authorizes an impersonated
+/// user by its name alone, so the account need not exist in the vcluster; but kustomize-controller
+/// prunes on deletion only if a ServiceAccount of that name exists in the Kustomization's
+/// namespace on the host (its finalizer looks it up, fluxcd/pkg `Impersonator.CanImpersonate`), so
+/// the operator creates one there when none exists, owned by the Kustomization.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[x_kube(
     validation = Rule::new("!has(self.clusterRole) || (self.clusterRole != '.' && self.clusterRole != '..')").message("must be a ClusterRole name inside the vcluster: '.' and '..' are not valid object names").field_path(".clusterRole")
@@ -354,7 +357,9 @@ pub struct DeploySpec {
     #[serde(default = "default_true")]
     pub prune: bool,
     /// The account kustomize-controller impersonates inside the vcluster (the Kustomization's
-    /// `serviceAccountName`); default `<metadata.name>-deploy`.
+    /// `serviceAccountName`); default `<metadata.name>-deploy`. Unless one of that name exists, the
+    /// operator also creates it in this namespace, owned by the Kustomization: Flux prunes on
+    /// deletion only if it finds it there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN_PATTERN))]
     pub service_account_name: Option<String>,

@@ -64,7 +64,10 @@ pub fn required(require_namespace_grant: bool, verify: bool) -> Vec<AccessRule> 
         "identity binding: the ASO identity's status.clientId must be spec.azure.clientId (watched and cached; a list by name while the cache has not listed)",
     ));
     // The vcluster's host ServiceAccounts are not children, but the operator lists them and
-    // patches its two annotations onto them; covered by the ServiceAccount rule above.
+    // patches its two annotations onto them; covered by the ServiceAccount rule above. So is the
+    // deploy account kustomize-controller's finalizer looks up (`<name>-deploy` by default):
+    // created when missing, owned by the Kustomization (no blockOwnerDeletion, which would need
+    // update on kustomizations/finalizers), deleted when the tenant renames it.
     for resource in kinds::observed_resources() {
         rules.push(rule(
             &resource.group,

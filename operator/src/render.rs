@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
 use crate::{
-    children::{self, host_service_account},
+    children::{self, deploy_service_account, host_service_account},
     plan::{self, Backend, Settings},
 };
 
@@ -138,6 +138,16 @@ pub fn render(input: &str, options: &RenderOptions) -> Result<String, RenderErro
                 child.object.metadata.owner_references = None;
             }
             push_doc(&mut out, &child.object, None)?;
+        }
+        // Offline the Kustomization has no uid: shown without its owner reference.
+        if let Some(sa) = deploy_service_account::build(&plan, None) {
+            push_doc(
+                &mut out,
+                &sa,
+                Some(
+                    "Created on the host when missing (never applied; one of that name that exists is left as it is), owned by the Kustomization: its finalizer prunes only if this account exists",
+                ),
+            )?;
         }
         for sa in host_service_account::annotations(&plan) {
             let name = sa.metadata.name.clone().unwrap_or_default();

@@ -12,7 +12,10 @@
 //! vcluster is forbidden unless that user is bound to a role there. So the Kustomization always
 //! names the account ([`Deployer`]) and the sync rules bind it inside the vcluster
 //! (`sync_rules`, `experimental.deploy.vcluster.manifests`). Impersonation authorizes by the user
-//! name alone, so the account need not exist, neither on the host nor in the vcluster.
+//! name alone, so the account need not exist in the vcluster. It must exist on the host, though:
+//! on deletion kustomize-controller's finalizer prunes only if it finds a ServiceAccount of that
+//! name in the Kustomization's namespace with its own client (fluxcd/pkg
+//! `Impersonator.CanImpersonate`), so the operator creates one there (`deploy_service_account`).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{Value, json};

@@ -6,6 +6,7 @@
 //! A new kind is a new [`ChildKind`] variant: the `match`es below stop compiling until it has a
 //! builder, a watch and an observation.
 
+pub mod deploy_service_account;
 pub mod federated_credential;
 pub mod git_repository;
 pub mod git_service_account;

@@ -8,6 +8,7 @@
 //! `status_writer`; credential backends in `crate::backends`.
 
 pub mod cache;
+mod deploy_service_account;
 mod host_service_account;
 mod owned;
 mod run;
@@ -445,6 +446,7 @@ async fn converge(
     )
     .await?;
     prune(ti, &desired, ctx).await?;
+    deploy_service_account::ensure_deploy_service_account(&plan, &applied, ctx).await?;
     let host_sync = sync_host_service_account(ti, &plan, ctx).await?;
     let backend = ctx.services.backends.get(&plan.backend);
     if let Some(target) = backend.write_target(&plan) {

@@ -17,7 +17,9 @@ mod service_accounts;
 mod tenants;
 
 pub use children::{Cached, ChildCache, digest};
-pub use service_accounts::{ServiceAccountCache, SlimServiceAccount, slim as service_account_slim};
+pub use service_accounts::{
+    DeployAccount, ServiceAccountCache, SlimServiceAccount, slim as service_account_slim,
+};
 pub use tenants::TenantIndex;
 
 use std::sync::Arc;

@@ -1,13 +1,16 @@
 //! Every ServiceAccount of the cluster as the metadata watch sees it, slimmed to what the host
-//! ServiceAccount step reads: that it exists, whether our field manager applied to it, whether
-//! it is one of our children, and the workload identity annotations. Most ServiceAccounts are
-//! unrelated to any tenant, so an entry is a few short strings.
+//! ServiceAccount and deploy account steps read: that it exists, whether our field manager
+//! applied to it, whether it is one of our children or one of our deploy accounts, and the
+//! workload identity annotations. Most ServiceAccounts are unrelated to any tenant, so an entry
+//! is a few short strings.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{ResourceExt, core::PartialObjectMeta, runtime::watcher};
+
+use tenant_identity_crd::kinds::{ChildKind, MANAGED_BY_LABEL};
 
 use crate::names::FIELD_MANAGER;
 
@@ -22,6 +25,16 @@ pub struct SlimServiceAccount {
     pub is_child: bool,
     /// `azure.workload.identity/*` annotations.
     pub annotations: BTreeMap<String, String>,
+    /// One of our deploy accounts (`controller::deploy_service_account`): our managed-by label
+    /// and owned by a Flux Kustomization.
+    pub deploy_account: Option<DeployAccount>,
+}
+
+/// A deploy account's uid and its Kustomization's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeployAccount {
+    pub uid: String,
+    pub kustomization_uid: String,
 }
 
 type Key = (String, String);
@@ -101,6 +114,41 @@ impl ServiceAccountCache {
         Some(inner.accounts.get(ns).cloned().unwrap_or_default())
     }
 
+    /// The ServiceAccounts of namespace `ns` that `keep` selects (by name and entry); None until
+    /// the watch has listed once.
+    pub fn select(
+        &self,
+        ns: &str,
+        keep: impl Fn(&str, &SlimServiceAccount) -> bool,
+    ) -> Option<BTreeMap<String, SlimServiceAccount>> {
+        let inner = self.lock();
+        if !inner.synced {
+            return None;
+        }
+        Some(
+            inner
+                .accounts
+                .get(ns)
+                .into_iter()
+                .flatten()
+                .filter(|(name, sa)| keep(name, sa))
+                .map(|(name, sa)| (name.clone(), sa.clone()))
+                .collect(),
+        )
+    }
+
+    /// Record a ServiceAccount our create wrote (`sa`, the answer), before its watch event
+    /// arrives, so that a reconcile meanwhile does not create it again; the watch's echo of it
+    /// is no news.
+    pub fn created(&self, sa: &PartialObjectMeta<ServiceAccount>) {
+        let mut inner = self.lock();
+        let (ns, name) = key(sa);
+        if let Some(rv) = sa.resource_version() {
+            inner.our_writes.insert((ns.clone(), name.clone()), rv);
+        }
+        inner.accounts.entry(ns).or_default().insert(name, slim(sa));
+    }
+
     /// Record that our write left ServiceAccount `ns/name` at `resource_version`.
     pub fn wrote(&self, ns: &str, name: &str, resource_version: String) {
         self.lock()
@@ -150,5 +198,87 @@ pub fn slim(sa: &PartialObjectMeta<ServiceAccount>) -> SlimServiceAccount {
             .filter(|(k, _)| k.starts_with(KEPT_PREFIX))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        deploy_account: deploy_account(sa),
+    }
+}
+
+fn deploy_account(sa: &PartialObjectMeta<ServiceAccount>) -> Option<DeployAccount> {
+    if sa.labels().get(MANAGED_BY_LABEL).map(String::as_str) != Some(FIELD_MANAGER) {
+        return None;
+    }
+    let kustomization = ChildKind::Kustomization.api_resource();
+    sa.owner_references()
+        .iter()
+        .find(|o| {
+            o.kind == kustomization.kind
+                && o.api_version.split('/').next() == Some(&kustomization.group)
+        })
+        .map(|o| DeployAccount {
+            uid: sa.uid().unwrap_or_default(),
+            kustomization_uid: o.uid.clone(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::api::ObjectMeta;
+
+    fn sa(name: &str, labelled: bool, owner_kind: &str) -> PartialObjectMeta<ServiceAccount> {
+        PartialObjectMeta {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                uid: Some(format!("uid-{name}")),
+                resource_version: Some("7".into()),
+                labels: labelled
+                    .then(|| [(MANAGED_BY_LABEL.to_string(), FIELD_MANAGER.to_string())].into()),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+                    kind: owner_kind.into(),
+                    name: "team-a".into(),
+                    uid: "ks-1".into(),
+                    ..OwnerReference::default()
+                }]),
+                ..ObjectMeta::default()
+            },
+            ..PartialObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn deploy_accounts_are_ours_and_owned_by_a_kustomization() {
+        assert_eq!(
+            slim(&sa("team-a-deploy", true, "Kustomization")).deploy_account,
+            Some(DeployAccount {
+                uid: "uid-team-a-deploy".into(),
+                kustomization_uid: "ks-1".into(),
+            })
+        );
+        // Someone else's account that a Kustomization owns, or ours owned by something else.
+        assert_eq!(slim(&sa("x", false, "Kustomization")).deploy_account, None);
+        assert_eq!(slim(&sa("x", true, "HelmRelease")).deploy_account, None);
+    }
+
+    #[test]
+    fn select_waits_for_the_list_and_a_create_is_known_at_once() {
+        let cache = ServiceAccountCache::default();
+        assert_eq!(cache.select("ns", |_, _| true), None);
+        cache.observe(&watcher::Event::Init);
+        cache.observe(&watcher::Event::InitApply(sa("other", false, "Job")));
+        cache.observe(&watcher::Event::InitDone);
+        let ours = |_: &str, s: &SlimServiceAccount| s.deploy_account.is_some();
+        assert_eq!(cache.select("ns", ours).map(|m| m.len()), Some(0));
+        let created = sa("team-a-deploy", true, "Kustomization");
+        cache.created(&created);
+        assert_eq!(
+            cache
+                .select("ns", ours)
+                .map(|m| m.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["team-a-deploy".to_string()])
+        );
+        // The watch's echo of that create is no news.
+        assert!(cache.is_own_echo(&created));
     }
 }

@@ -1,9 +1,9 @@
 //! Playing the other controllers of a real cluster: Azure Service Operator marking credentials
 //! Ready, Flux's source-controller reporting on a GitRepository, Flux's helm-controller reporting
-//! on the vcluster HelmRelease, the vcluster Helm release creating its workload ServiceAccount,
-//! and vcluster's ServiceAccount syncer creating the host ServiceAccounts of virtual ones. Each
-//! writes as the real one would: its own field manager, the status subresource,
-//! `observedGeneration`.
+//! on the vcluster HelmRelease, Flux's kustomize-controller finalizing a Kustomization (`kustomize`),
+//! the vcluster Helm release creating its workload ServiceAccount, and vcluster's ServiceAccount
+//! syncer creating the host ServiceAccounts of virtual ones. Each writes as the real one would:
+//! its own field manager, the status subresource, `observedGeneration`.
 
 use std::collections::BTreeMap;
 
@@ -19,8 +19,13 @@ use serde_json::{Value, json};
 use crate::{error::Result, objects};
 
 mod converge;
+mod kustomize;
 
 pub use converge::{Entra, aso_credential_in_entra, converge, converge_in_entra, everything_ready};
+pub use kustomize::{
+    Finalized, KUSTOMIZATION_FINALIZER, kustomize_controller_adds_finalizer,
+    kustomize_controller_finalizes,
+};
 
 pub const ASO_MANAGER: &str = "azure-service-operator";
 pub const FLUX_SOURCE_MANAGER: &str = "source-controller";

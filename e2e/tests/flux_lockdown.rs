@@ -10,11 +10,25 @@
 //! the values fragment makes it create (`experimental.deploy.vcluster.manifests`). Before this
 //! change the Kustomization named no account (the user was `...:default`) and nothing bound any:
 //! the first assertion fails there.
+//!
+//! The account must also exist on the host, in the Kustomization's namespace, until Flux has
+//! pruned: kustomize-controller's finalizer prunes only if it finds it there (played by
+//! `simulate::kustomize_controller_finalizes`). Before the operator created it, every deletion
+//! left what Flux had applied in the vcluster.
 
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::{core::v1::ServiceAccount, rbac::v1::ClusterRoleBinding};
+use kube::{
+    ResourceExt,
+    api::{DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams},
+};
 use serde_json::{Value, json};
-use tenant_identity_e2e::{DEFAULT_TIMEOUT, TestEnv, namespace::random_guid, objects::*, wait_for};
+use tenant_identity_e2e::{
+    DEFAULT_TIMEOUT, GC_TIMEOUT, TestEnv,
+    namespace::random_guid,
+    objects::*,
+    simulate::{self, Finalized},
+    wait_for, wait_gone,
+};
 
 /// What kustomize-controller started with `--default-service-account=default` impersonates for
 /// a Kustomization (Flux's impersonator: the Kustomization's `serviceAccountName`, else the
@@ -64,6 +78,34 @@ fn roles_of(user: &str, bindings: &[ClusterRoleBinding]) -> Vec<String> {
         .collect()
 }
 
+/// Whether `sa` is owned by `kustomization` (its uid), and only by it.
+fn owned_by(sa: &ServiceAccount, kustomization: &DynamicObject) -> bool {
+    let owners = sa.owner_references();
+    owners.len() == 1
+        && owners[0].kind == "Kustomization"
+        && owners[0].name == kustomization.name_any()
+        && Some(&owners[0].uid) == kustomization.metadata.uid.as_ref()
+}
+
+/// Wait for the host ServiceAccount `name` the operator creates for kustomize-controller's
+/// finalizer, owned by the Kustomization.
+async fn host_deploy_account(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    kustomization: &DynamicObject,
+) -> ServiceAccount {
+    wait_for(
+        &service_accounts(client, ns),
+        name,
+        "the deploy account on the host, owned by the Kustomization",
+        DEFAULT_TIMEOUT,
+        |sa| owned_by(sa, kustomization),
+    )
+    .await
+    .unwrap()
+}
+
 async fn deployed(
     client: &kube::Client,
     ns: &str,
@@ -110,6 +152,7 @@ async fn the_impersonated_deploy_account_is_bound_inside_the_vcluster() {
     assert_eq!(ks.data["spec"]["serviceAccountName"], "team-l-deploy");
     let user = impersonated_user(&ks);
     assert_eq!(user, format!("system:serviceaccount:{ns}:team-l-deploy"));
+    host_deploy_account(&client, &ns, "team-l-deploy", &ks).await;
     let bindings = bindings_in_the_vcluster(&values);
     assert_eq!(
         roles_of(&user, &bindings),
@@ -163,6 +206,52 @@ async fn the_impersonated_deploy_account_is_bound_inside_the_vcluster() {
         .is_empty(),
         "the old account is no longer bound"
     );
+    // On the host too, the account follows: the new one is created, the old one deleted.
+    host_deploy_account(&client, &ns, "flux-applier", &ks).await;
+    wait_gone(
+        &service_accounts(&client, &ns),
+        "team-l-deploy",
+        DEFAULT_TIMEOUT,
+    )
+    .await
+    .unwrap();
+
+    // Removing git.deploy deletes the Kustomization; its finalizer still finds the account, so
+    // Flux prunes what it applied, and then the account goes with the Kustomization.
+    simulate::kustomize_controller_adds_finalizer(&client, &ns, "team-l")
+        .await
+        .unwrap();
+    tis.patch(
+        "team-l",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"git": {"deploy": null}}})),
+    )
+    .await
+    .unwrap();
+    let kustomizations = dynamic(&client, &ns, &kustomization());
+    wait_for(
+        &kustomizations,
+        "team-l",
+        "the Kustomization terminating",
+        DEFAULT_TIMEOUT,
+        |k| k.metadata.deletion_timestamp.is_some(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        simulate::kustomize_controller_finalizes(&client, &ns, "team-l")
+            .await
+            .unwrap(),
+        Finalized::Pruned {
+            account: "flux-applier".into()
+        }
+    );
+    wait_gone(&kustomizations, "team-l", GC_TIMEOUT)
+        .await
+        .unwrap();
+    wait_gone(&service_accounts(&client, &ns), "flux-applier", GC_TIMEOUT)
+        .await
+        .unwrap();
 
     // Names the API server would refuse inside the vcluster are refused here, naming the field.
     for (field, value) in [
@@ -182,6 +271,116 @@ async fn the_impersonated_deploy_account_is_bound_inside_the_vcluster() {
             "{field}={value:?}: {text}"
         );
     }
+
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_finds_the_deploy_account_on_the_host_and_prunes_on_deletion() {
+    let env = TestEnv::start("flux-prune", &[]).await.unwrap();
+    let (client, ns) = (env.client.clone(), env.ns().to_string());
+    let sas = service_accounts(&client, &ns);
+
+    // A platform team's account of the name a tenant asks for: it satisfies kustomize-controller
+    // as it is, so the operator leaves it alone (no conflict, no owner reference, no write).
+    let foreign = sas
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some("platform-deployer".into()),
+                    labels: Some([("team".to_string(), "platform".to_string())].into()),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut spec = with_git(shared_spec(&random_guid(), "vc-f"), true);
+    spec["git"]["deploy"]["serviceAccountName"] = json!("platform-deployer");
+    create_tenant(&client, &ns, "team-f", spec).await.unwrap();
+    simulate::helm_workload_service_account(&client, &ns, "vc-f")
+        .await
+        .unwrap();
+    let ti = simulate::converge(&client, &ns, "team-f", DEFAULT_TIMEOUT)
+        .await
+        .unwrap();
+    assert!(is_ready(&ti), "{:?}", ti.status);
+    request_reconcile(&client, &ns, "team-f", "after-ready", DEFAULT_TIMEOUT)
+        .await
+        .unwrap();
+    let now = sas.get("platform-deployer").await.unwrap();
+    assert_eq!(
+        now.resource_version(),
+        foreign.resource_version(),
+        "the platform's account was written: {now:?}"
+    );
+    assert!(now.owner_references().is_empty(), "{now:?}");
+
+    // The default account: created on the host, owned by the Kustomization (so it outlives the
+    // TenantIdentity until Flux has finalized), not by the TenantIdentity.
+    create_tenant(
+        &client,
+        &ns,
+        "team-p",
+        with_git(shared_spec(&random_guid(), "vc-p"), true),
+    )
+    .await
+    .unwrap();
+    let kustomizations = dynamic(&client, &ns, &kustomization());
+    let ks = wait_for(
+        &kustomizations,
+        "team-p",
+        "the Kustomization",
+        DEFAULT_TIMEOUT,
+        |_| true,
+    )
+    .await
+    .unwrap();
+    let sa = host_deploy_account(&client, &ns, "team-p-deploy", &ks).await;
+    let owner = &sa.owner_references()[0];
+    assert_ne!(owner.controller, Some(true), "{owner:?}");
+    assert_ne!(owner.block_owner_deletion, Some(true), "{owner:?}");
+    assert_eq!(
+        sa.labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("tenant-identity-operator")
+    );
+    simulate::kustomize_controller_adds_finalizer(&client, &ns, "team-p")
+        .await
+        .unwrap();
+
+    // Deleting the TenantIdentity deletes the Kustomization (garbage collection); its finalizer
+    // runs while it is terminating, and finds the account, so Flux prunes the vcluster.
+    tenants(&client, &ns)
+        .delete("team-p", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        &kustomizations,
+        "team-p",
+        "the Kustomization terminating",
+        GC_TIMEOUT,
+        |k| k.metadata.deletion_timestamp.is_some(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        simulate::kustomize_controller_finalizes(&client, &ns, "team-p")
+            .await
+            .unwrap(),
+        Finalized::Pruned {
+            account: "team-p-deploy".into()
+        },
+        "kustomize-controller would leave everything it applied in the vcluster"
+    );
+    // Then the account goes with its owner.
+    wait_gone(&kustomizations, "team-p", GC_TIMEOUT)
+        .await
+        .unwrap();
+    wait_gone(&sas, "team-p-deploy", GC_TIMEOUT).await.unwrap();
 
     env.finish().await;
 }

@@ -2,12 +2,14 @@
 //! request counts (`apiserver_request_total`).
 //!
 //! Against the emulator the suite causes outages itself ([`Cluster::outage`]). Against a real
-//! cluster it cannot (restarting kube-apiserver is the cluster's business, done out of band):
-//! [`Cluster::outage`] then fails with [`OutageUnsupported`], whose message says what to do
-//! instead, and [`Cluster::outage_or_skip`] prints that reason and returns
-//! [`OutageStep::Skipped`], so a test skips only the step that needs the outage, visibly.
-//! With `E2E_REQUIRE_OUTAGES` set, a skip is an error instead (for a run that must exercise
-//! every outage).
+//! cluster (`E2E_KUBECONFIG`) it can cause one kind: a restart, through the shell command in
+//! `E2E_OUTAGE_COMMAND` ([`OUTAGE_COMMAND_ENV`]), which restarts kube-apiserver the way the
+//! cluster allows (kind: `docker restart kind-control-plane`); the suite then waits for
+//! `/readyz` as it does after the emulator's. Any other outage, or a restart without the
+//! command, fails with [`OutageUnsupported`], whose message says what to do instead, and
+//! [`Cluster::outage_or_skip`] prints that reason and returns [`OutageStep::Skipped`], so a test
+//! skips only the step that needs the outage, visibly. With `E2E_REQUIRE_OUTAGES` set, a skip
+//! is an error instead (for a run that must exercise every outage).
 //!
 //! ```ignore
 //! match env.cluster.outage_or_skip("my_test", Outage::Restart { downtime }).await? {
@@ -31,6 +33,24 @@ use crate::{
 
 /// Environment variable that turns a skipped outage step into a failure.
 pub const REQUIRE_OUTAGES_ENV: &str = "E2E_REQUIRE_OUTAGES";
+
+/// Environment variable: a shell command (run with `sh -c`) that restarts the API server of
+/// the real cluster under test, for an [`Outage::Restart`]. It must return once the API server
+/// has gone down (or has already come back); [`DOWNTIME_ENV`] tells it how long the test wants
+/// it down. Not used against the emulator.
+pub const OUTAGE_COMMAND_ENV: &str = "E2E_OUTAGE_COMMAND";
+
+/// Set for the [`OUTAGE_COMMAND_ENV`] command: the restart's downtime in whole seconds (rounded
+/// up), for a command that can hold the API server down (`docker stop`, `sleep`, `docker start`).
+pub const DOWNTIME_ENV: &str = "E2E_OUTAGE_DOWNTIME_SECONDS";
+
+/// How long the suite waits for the emulator to serve again after an outage.
+const EMULATOR_SERVING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the suite waits for a real API server to serve again after the outage command
+/// returned: a restarted kind node starts etcd, then kube-apiserver, which turns ready only
+/// once its post-start hooks have run (often 30 s to a minute on a loaded machine).
+const REAL_SERVING_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How many answers in a row [`Cluster::wait_until_serving`] waits for.
 const SERVING_STREAK: usize = 4;
@@ -73,14 +93,23 @@ pub struct OutageUnsupported {
 
 impl fmt::Display for OutageUnsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} is not supported against a real cluster: cause it out of band while the test \
-             waits (kind: `docker restart <cluster>-control-plane`; a managed cluster: its \
-             provider's control-plane restart), or run the test against the emulator (unset \
-             E2E_KUBECONFIG)",
-            self.outage
-        )
+        match self.outage {
+            Outage::Restart { .. } => write!(
+                f,
+                "{} against a real cluster needs {OUTAGE_COMMAND_ENV}: a shell command that \
+                 restarts its API server and returns once it has gone down (kind: \
+                 {OUTAGE_COMMAND_ENV}='docker restart kind-control-plane'; see e2e/README.md), \
+                 or run the test against the emulator (unset E2E_KUBECONFIG)",
+                self.outage
+            ),
+            _ => write!(
+                f,
+                "{} is not possible against a real cluster (of the outages, only a restart is, \
+                 through {OUTAGE_COMMAND_ENV}): run the test against the emulator (unset \
+                 E2E_KUBECONFIG)",
+                self.outage
+            ),
+        }
     }
 }
 
@@ -97,31 +126,51 @@ pub enum OutageStep {
 }
 
 impl Cluster {
-    /// Whether the suite can cause `outage` on this cluster: yes on the emulator, no on a real
-    /// cluster (the error says what to do instead).
+    /// Whether the suite can cause `outage` on this cluster: yes on the emulator; on a real
+    /// cluster a restart if [`OUTAGE_COMMAND_ENV`] is set, nothing else (the error says what to
+    /// do instead).
     pub fn outage_support(&self, outage: Outage) -> std::result::Result<(), OutageUnsupported> {
-        match self.emulator() {
-            Some(_) => Ok(()),
-            None => Err(OutageUnsupported { outage }),
-        }
+        support(
+            self.emulator().is_some(),
+            outage_command().is_some(),
+            outage,
+        )
     }
 
     /// Causes `outage` and returns once the API server serves again. Fails with
-    /// [`OutageUnsupported`] (downcast the error to tell) against a real cluster.
+    /// [`OutageUnsupported`] (downcast the error to tell) where [`Cluster::outage_support`]
+    /// says no.
     pub async fn outage(&self, outage: Outage) -> Result<()> {
-        let Some(emulator) = self.emulator() else {
-            return Err(OutageUnsupported { outage }.into());
-        };
-        match outage {
-            Outage::Restart { downtime } => emulator.restart(downtime).await,
-            Outage::DropConnections => {
-                emulator.drop_connections();
-                Ok(())
+        self.outage_support(outage)?;
+        let timeout = match (self.emulator(), outage) {
+            (Some(emulator), Outage::Restart { downtime }) => {
+                emulator
+                    .restart(downtime)
+                    .await
+                    .with_context(|| format!("cannot cause {outage}"))?;
+                EMULATOR_SERVING_TIMEOUT
             }
-            Outage::Refuse { duration } => emulator.refuse_for(duration).await,
-        }
-        .with_context(|| format!("cannot cause {outage}"))?;
-        self.wait_until_serving(Duration::from_secs(30)).await
+            (Some(emulator), Outage::DropConnections) => {
+                emulator.drop_connections();
+                EMULATOR_SERVING_TIMEOUT
+            }
+            (Some(emulator), Outage::Refuse { duration }) => {
+                emulator
+                    .refuse_for(duration)
+                    .await
+                    .with_context(|| format!("cannot cause {outage}"))?;
+                EMULATOR_SERVING_TIMEOUT
+            }
+            (None, Outage::Restart { downtime }) => {
+                let command = outage_command().ok_or(OutageUnsupported { outage })?;
+                run_outage_command(&command, downtime).await?;
+                REAL_SERVING_TIMEOUT
+            }
+            (None, _) => return Err(OutageUnsupported { outage }.into()),
+        };
+        self.wait_until_serving(timeout)
+            .await
+            .with_context(|| format!("after {outage}"))
     }
 
     /// [`Cluster::outage`] where possible; otherwise prints why `test` skips this step and
@@ -215,6 +264,55 @@ impl Cluster {
     }
 }
 
+/// [`Cluster::outage_support`]: the emulator causes every outage; a real cluster only a
+/// restart, and only through the [`OUTAGE_COMMAND_ENV`] command.
+fn support(
+    emulator: bool,
+    command: bool,
+    outage: Outage,
+) -> std::result::Result<(), OutageUnsupported> {
+    match outage {
+        _ if emulator => Ok(()),
+        Outage::Restart { .. } if command => Ok(()),
+        _ => Err(OutageUnsupported { outage }),
+    }
+}
+
+/// The [`OUTAGE_COMMAND_ENV`] command, if set and not blank.
+fn outage_command() -> Option<String> {
+    std::env::var(OUTAGE_COMMAND_ENV)
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+}
+
+/// Runs `command` with `sh -c` (output to the test's), [`DOWNTIME_ENV`] set to `downtime`;
+/// fails unless it exits 0 within [`REAL_SERVING_TIMEOUT`] plus the downtime.
+async fn run_outage_command(command: &str, downtime: Duration) -> Result<()> {
+    let seconds = downtime.as_secs() + u64::from(downtime.subsec_nanos() > 0);
+    eprintln!("{OUTAGE_COMMAND_ENV} ({DOWNTIME_ENV}={seconds}): {command}");
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env(DOWNTIME_ENV, seconds.to_string())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot run {OUTAGE_COMMAND_ENV} `{command}` with sh -c"))?;
+    let status = tokio::time::timeout(REAL_SERVING_TIMEOUT + downtime, child.wait())
+        .await
+        .with_context(|| {
+            format!(
+                "{OUTAGE_COMMAND_ENV} `{command}` did not finish within {:?}",
+                REAL_SERVING_TIMEOUT + downtime
+            )
+        })?
+        .with_context(|| format!("waiting for {OUTAGE_COMMAND_ENV} `{command}`"))?;
+    if !status.success() {
+        anyhow::bail!("{OUTAGE_COMMAND_ENV} `{command}` failed: {status}");
+    }
+    Ok(())
+}
+
 /// The `apiserver_request_total` series of a Prometheus text exposition.
 pub fn parse_request_counts(exposition: &str) -> RequestCounts {
     // Lines from a &str never fail to read, so neither does the parse.
@@ -275,7 +373,8 @@ other_total 5
     }
 
     /// Every outage through the harness: on the emulator each happens and the API serves
-    /// again; on a real cluster each is refused with the reason, and the step is skipped.
+    /// again; on a real cluster a restart happens through `E2E_OUTAGE_COMMAND` if it is set,
+    /// and every other outage is refused with the reason, and the step is skipped.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn outages_happen_on_the_emulator_and_are_skipped_visibly_elsewhere() {
         use k8s_openapi::api::core::v1::Namespace;
@@ -331,16 +430,66 @@ other_total 5
 
     #[test]
     fn the_unsupported_message_says_what_to_do() {
+        let restart = Outage::Restart {
+            downtime: Duration::from_secs(2),
+        };
+        let text = OutageUnsupported { outage: restart }.to_string();
+        assert!(
+            text.contains("against a real cluster needs E2E_OUTAGE_COMMAND: "),
+            "{text}"
+        );
+        assert!(text.contains("docker restart kind-control-plane"), "{text}");
         let text = OutageUnsupported {
-            outage: Outage::Restart {
-                downtime: Duration::from_secs(2),
-            },
+            outage: Outage::DropConnections,
         }
         .to_string();
         assert!(
-            text.contains("not supported against a real cluster: "),
+            text.contains("not possible against a real cluster") && text.contains("emulator"),
             "{text}"
         );
-        assert!(text.contains("out of band"), "{text}");
+    }
+
+    /// The emulator causes every outage; a real cluster a restart with the command, nothing
+    /// else.
+    #[test]
+    fn a_real_cluster_restarts_only_through_the_command() {
+        let restart = Outage::Restart {
+            downtime: Duration::from_secs(1),
+        };
+        let refuse = Outage::Refuse {
+            duration: Duration::from_secs(1),
+        };
+        for outage in [restart, refuse, Outage::DropConnections] {
+            assert_eq!(support(true, false, outage), Ok(()), "{outage}");
+        }
+        assert_eq!(support(false, true, restart), Ok(()));
+        let unsupported = |outage| Err(OutageUnsupported { outage });
+        assert_eq!(support(false, false, restart), unsupported(restart));
+        assert_eq!(support(false, true, refuse), unsupported(refuse));
+        assert_eq!(
+            support(false, true, Outage::DropConnections),
+            unsupported(Outage::DropConnections)
+        );
+    }
+
+    /// The command runs with `sh -c`, learns the downtime, and a failure says which command
+    /// failed and how.
+    #[tokio::test]
+    async fn the_outage_command_gets_the_downtime_and_its_failure_is_reported() {
+        run_outage_command(
+            r#"test "$E2E_OUTAGE_DOWNTIME_SECONDS" = 3"#,
+            Duration::from_millis(2500),
+        )
+        .await
+        .expect("the downtime is passed, rounded up");
+        let e = run_outage_command("echo restarting; exit 7", Duration::from_secs(1))
+            .await
+            .expect_err("exit 7");
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("E2E_OUTAGE_COMMAND `echo restarting; exit 7` failed")
+                && text.contains('7'),
+            "{text}"
+        );
     }
 }

@@ -215,6 +215,23 @@ async fn the_impersonated_deploy_account_is_bound_inside_the_vcluster() {
     )
     .await
     .unwrap();
+    // Deleted by hand, the account comes back well before any resync (120 s or more): the
+    // ServiceAccount watch maps its events to the tenant whose Kustomization names it.
+    let sas = service_accounts(&client, &ns);
+    let before = sas.get("flux-applier").await.unwrap();
+    sas.delete("flux-applier", &DeleteParams::default())
+        .await
+        .unwrap();
+    let again = wait_for(
+        &sas,
+        "flux-applier",
+        "the deploy account created again after a manual delete",
+        DEFAULT_TIMEOUT,
+        |sa| sa.metadata.uid != before.metadata.uid && owned_by(sa, &ks),
+    )
+    .await
+    .unwrap();
+    assert_ne!(again.metadata.uid, before.metadata.uid);
 
     // Removing git.deploy deletes the Kustomization; its finalizer still finds the account, so
     // Flux prunes what it applied, and then the account goes with the Kustomization.

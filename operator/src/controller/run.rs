@@ -30,7 +30,7 @@ use super::{
 };
 use crate::{
     backends::aso,
-    children::host_service_account,
+    children::{deploy_service_account, host_service_account},
     http::{Liveness, Readiness},
     metrics::Watched,
     names,
@@ -143,6 +143,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
                 |t| {
                     host_service_account::wanted(t).contains(&name)
                         || names::git_service_account(&t.name_any()) == name
+                        || deploy_service_account::wanted(t).as_deref() == Some(name.as_str())
                 },
             )
         },

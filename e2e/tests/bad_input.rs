@@ -14,6 +14,10 @@ fn expected_fields() -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([
         ("bad-client-id.yaml", "spec.azure.clientId"),
         ("bad-interval.yaml", "spec.git.interval"),
+        (
+            "deploy-account-is-git-account.yaml",
+            "spec.git.deploy.serviceAccountName",
+        ),
         ("credentials-in-url.yaml", "spec.git.url"),
         (
             "dot-dot-resource-group.yaml",

@@ -145,6 +145,10 @@ fn every_invalid_example_is_rejected_naming_the_field() {
             "spec.azure.identity.managedIdentity.resourceGroup: \"rg-tenants.\" does not match",
         ),
         ("bad-interval.yaml", "spec.git.interval: "),
+        (
+            "deploy-account-is-git-account.yaml",
+            "must not be <metadata.name>-git",
+        ),
     ];
     let dir = workspace().join("examples/invalid");
     let files = std::fs::read_dir(&dir).unwrap().count();

@@ -46,10 +46,10 @@ pub const MAX_NAME_LENGTH: usize = 45;
     status = "TenantIdentityStatus",
     cel,
     validation = Rule::new("size(self.metadata.name) <= 45").message("metadata.name must be at most 45 characters: child object names are derived from it"),
-    // Not our own `<name>-git` child: that account is garbage-collected with the TenantIdentity,
+    // Not our own `<name>-git` child (ObjectLevel): that account is garbage-collected with the TenantIdentity,
     // as the Kustomization is, so kustomize-controller's finalizer may not find it and would skip
     // pruning what it applied into the vcluster.
-    validation = Rule::new("!has(self.spec.git) || !has(self.spec.git.deploy) || !has(self.spec.git.deploy.serviceAccountName) || self.spec.git.deploy.serviceAccountName != self.metadata.name + '-git'").message("must not be <metadata.name>-git, the operator's Flux source ServiceAccount: it is deleted with the TenantIdentity, and kustomize-controller prunes on deletion only while the account exists").field_path(".spec.git.deploy.serviceAccountName"),
+    validation = Rule::new("!has(self.spec.git) || !has(self.spec.git.deploy) || !has(self.spec.git.deploy.serviceAccountName) || (has(self.spec.git.auth) && self.spec.git.auth == 'ControllerLevel') || self.spec.git.deploy.serviceAccountName != self.metadata.name + '-git'").message("must not be <metadata.name>-git with git.auth ObjectLevel: that is the operator's Flux source ServiceAccount, deleted with the TenantIdentity, and kustomize-controller prunes on deletion only while the account exists").field_path(".spec.git.deploy.serviceAccountName"),
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.virtualCluster.mode"}"#,

@@ -147,7 +147,7 @@ fn every_invalid_example_is_rejected_naming_the_field() {
         ("bad-interval.yaml", "spec.git.interval: "),
         (
             "deploy-account-is-git-account.yaml",
-            "must not be <metadata.name>-git",
+            "must not be <metadata.name>-git with git.auth ObjectLevel",
         ),
     ];
     let dir = workspace().join("examples/invalid");

@@ -41,7 +41,7 @@ use tenant_identity_crd::{
 };
 
 use super::{host_service_account, kustomization};
-use crate::{names, plan::Plan};
+use crate::plan::Plan;
 
 /// The account kustomize-controller looks up when the plan's Kustomization is deleted; `None`
 /// without `git.deploy`.
@@ -62,16 +62,14 @@ pub fn wanted(ti: &TenantIdentity) -> Option<String> {
 }
 
 /// Who else provides an account of that name, if anyone: then the operator never creates it
-/// (the vcluster's Helm release or syncer would find theirs taken; our `<name>-git` child is
-/// applied on its own).
+/// (the vcluster's Helm release or syncer would find theirs taken). Our own ObjectLevel
+/// `<name>-git` child cannot be named: the CRD refuses it, since it is deleted with the
+/// TenantIdentity, before kustomize-controller's finalizer looks for it.
 pub fn provided_by(plan: &Plan, name: &str) -> Option<&'static str> {
-    if host_service_account::names(plan).iter().any(|n| n == name) {
-        Some("the vcluster (a host ServiceAccount its pods run as)")
-    } else if plan.git_object_level() && names::git_service_account(&plan.name) == name {
-        Some("the operator's Flux source ServiceAccount")
-    } else {
-        None
-    }
+    host_service_account::names(plan)
+        .iter()
+        .any(|n| n == name)
+        .then_some("the vcluster (a host ServiceAccount its pods run as)")
 }
 
 /// The owner reference to the Kustomization as applied (`None` before it has a uid).
@@ -169,12 +167,6 @@ mod tests {
                 None,
                 Some("the vcluster"),
             ),
-            // Our ObjectLevel `<name>-git` child is that account already.
-            (
-                json!({"url": url, "deploy": {"serviceAccountName": "team-a-git"}}),
-                None,
-                Some("Flux source"),
-            ),
             // ControllerLevel: there is no `<name>-git`, so the name is free.
             (
                 json!({"url": url, "auth": "ControllerLevel",
@@ -206,7 +198,7 @@ mod tests {
                 Some(FIELD_MANAGER)
             );
             assert!(
-                !sa.labels().contains_key(names::TENANT_LABEL),
+                !sa.labels().contains_key(crate::names::TENANT_LABEL),
                 "not a child of the TenantIdentity"
             );
             assert_eq!(sa.owner_references(), std::slice::from_ref(&owner));

@@ -15,6 +15,19 @@ pub const TENANT_LABEL: &str = "identity.tenancy.dev/tenant";
 /// Label on every child, value = [`FIELD_MANAGER`]; the owned-object watches select on it.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
+/// ASO's `UserAssignedIdentity`: neither a child nor a tenant's vcluster object, but read (never
+/// written) by the ASO backend's identity binding for its `status.clientId`, watched and cached,
+/// and granted by the `rbac` command from here.
+pub fn aso_user_assigned_identity() -> ApiResource {
+    ApiResource {
+        group: "managedidentity.azure.com".into(),
+        version: "v1api20230131".into(),
+        api_version: "managedidentity.azure.com/v1api20230131".into(),
+        kind: "UserAssignedIdentity".into(),
+        plural: "userassignedidentities".into(),
+    }
+}
+
 /// A kind of object the operator creates with a controller owner reference. The order of the
 /// variants is the apply order: things referenced come before the things referencing them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, EnumIter, IntoStaticStr)]

@@ -423,7 +423,7 @@ mod tests {
         );
         assert_eq!(
             Watched::Identities.kind(),
-            crate::backends::aso::user_assigned_identity().kind
+            tenant_identity_crd::kinds::aso_user_assigned_identity().kind
         );
         assert_eq!(
             Watched::Namespaces.kind(),

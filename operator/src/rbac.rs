@@ -56,7 +56,7 @@ pub fn required(require_namespace_grant: bool, verify: bool) -> Vec<AccessRule> 
             "an owned child kind: applied (create, patch), watched, pruned",
         ));
     }
-    let uai = crate::backends::aso::user_assigned_identity();
+    let uai = kinds::aso_user_assigned_identity();
     rules.push(rule(
         &uai.group,
         &uai.plural,

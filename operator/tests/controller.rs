@@ -118,7 +118,7 @@ async fn an_unreadable_object_does_not_stall_the_others() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     apply_crd(&client, serde_yaml::from_str(&uai_crd).unwrap()).await;
-    let uai_resource = tenant_identity_operator::backends::aso::user_assigned_identity();
+    let uai_resource = tenant_identity_crd::kinds::aso_user_assigned_identity();
     let uais: Api<DynamicObject> = Api::namespaced_with(client.clone(), "tenants", &uai_resource);
     let uai: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "managedidentity.azure.com/v1api20230131", "kind": "UserAssignedIdentity",

@@ -10,10 +10,13 @@ use std::sync::RwLock;
 use futures::{FutureExt, future::BoxFuture};
 use kube::{
     Api, Client,
-    api::{ApiResource, DynamicObject},
+    api::DynamicObject,
     runtime::reflector::{ObjectRef, Store},
 };
-use tenant_identity_crd::{kinds::ChildKind, reasons};
+use tenant_identity_crd::{
+    kinds::{self, ChildKind},
+    reasons,
+};
 
 use super::{
     arm::bind_client_id,
@@ -30,17 +33,6 @@ use crate::{
 /// The reasons this backend's errors carry (its other failures reach status through the
 /// mirrored children).
 pub const REASONS: &[&str] = &[reasons::IDENTITY_NOT_READY];
-
-/// ASO's UserAssignedIdentity, read (never written) for its `status.clientId`.
-pub fn user_assigned_identity() -> ApiResource {
-    ApiResource {
-        group: "managedidentity.azure.com".into(),
-        version: "v1api20230131".into(),
-        api_version: "managedidentity.azure.com/v1api20230131".into(),
-        kind: "UserAssignedIdentity".into(),
-        plural: "userassignedidentities".into(),
-    }
-}
 
 pub struct AzureServiceOperator {
     client: Client,
@@ -77,11 +69,15 @@ impl AzureServiceOperator {
         if let Some(store) = cache
             && store.wait_until_ready().now_or_never().is_some()
         {
-            let reference = ObjectRef::new_with(name, user_assigned_identity()).within(ns);
+            let reference =
+                ObjectRef::new_with(name, kinds::aso_user_assigned_identity()).within(ns);
             return Ok(store.get(&reference).map(|obj| (*obj).clone()));
         }
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), ns, &user_assigned_identity());
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            ns,
+            &kinds::aso_user_assigned_identity(),
+        );
         crate::read::by_name(&api, name)
             .await
             .map_err(Error::KubernetesApiError)

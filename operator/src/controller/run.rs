@@ -29,7 +29,6 @@ use super::{
     watch_health::WatchHealth,
 };
 use crate::{
-    backends::aso,
     children::{deploy_service_account, host_service_account},
     http::{Liveness, Readiness},
     metrics::Watched,
@@ -192,7 +191,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
     }
     // ASO's UserAssignedIdentities: the binding reads their status.clientId, and a tenant waits
     // for it (IdentityNotReady), so its change must be seen at once.
-    let uai = aso::user_assigned_identity();
+    let uai = kinds::aso_user_assigned_identity();
     if kind_served(&client, &uai).await {
         let uai_api = Api::<DynamicObject>::all_with(client.clone(), &uai);
         let uai_events = move || {

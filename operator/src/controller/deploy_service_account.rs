@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, DynamicObject, ListParams, PostParams, Preconditions},
+    api::{DynamicObject, ListParams, PostParams},
     core::PartialObjectMeta,
 };
 use tenant_identity_crd::kinds::ChildKind;
@@ -27,6 +27,7 @@ use tracing::info;
 use super::{
     Context,
     cache::{SlimServiceAccount, service_account_slim as slim},
+    owned,
 };
 use crate::{
     children::deploy_service_account as deploy,
@@ -115,19 +116,7 @@ pub(super) async fn ensure_deploy_service_account(
     }
     for (name, uid) in writes.delete {
         info!(tenant = %plan.name, service_account = %name, "deleting the deploy account no longer named");
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..DeleteParams::background()
-        };
-        match api.delete(&name, &params).await {
-            Ok(_) => {}
-            // Gone already, or another object of that name now.
-            Err(kube::Error::Api(ae)) if ae.code == 404 || ae.code == 409 => {}
-            Err(e) => return Err(Error::KubernetesApiError(e)),
-        }
+        owned::delete_exactly(&api, &name, uid).await?;
     }
     Ok(())
 }

@@ -349,21 +349,30 @@ pub(super) async fn prune(ti: &TenantIdentity, desired: &[Child], ctx: &Context)
                 continue;
             }
             info!(tenant = %ti.name_any(), kind = %resource.kind, %name, "deleting child no longer wanted");
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(child_uid),
-                    resource_version: None,
-                }),
-                ..DeleteParams::background()
-            };
-            match api.delete(&name, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(ae)) if ae.code == 404 || ae.code == 409 => {}
-                Err(e) => return Err(Error::KubernetesApiError(e)),
-            }
+            delete_exactly(&api, &name, child_uid).await?;
         }
     }
     Ok(())
+}
+
+/// Delete the object `name` only if it is still the one with `uid` (a precondition: never a
+/// successor of the same name). Gone already, or another object now: nothing to do.
+pub(super) async fn delete_exactly<K>(api: &Api<K>, name: &str, uid: String) -> Result<()>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(ae)) if ae.code == 404 || ae.code == 409 => Ok(()),
+        Err(e) => Err(Error::KubernetesApiError(e)),
+    }
 }
 
 /// A FederatedIdentityCredential object the operator deletes (a subject gone from the spec, a

@@ -85,15 +85,10 @@ pub fn tenant_identity(ns: &str, name: &str, spec: Value) -> Result<TenantIdenti
     .with_context(|| format!("invalid TenantIdentity {ns}/{name}"))
 }
 
-/// ASO's UserAssignedIdentity (`managedidentity.azure.com/v1api20230131`).
+/// ASO's UserAssignedIdentity (`managedidentity.azure.com/v1api20230131`), from the API's kind
+/// table like the child kinds.
 pub fn user_assigned_identity() -> ApiResource {
-    ApiResource {
-        group: "managedidentity.azure.com".into(),
-        version: "v1api20230131".into(),
-        api_version: "managedidentity.azure.com/v1api20230131".into(),
-        kind: "UserAssignedIdentity".into(),
-        plural: "userassignedidentities".into(),
-    }
+    tenant_identity_crd::kinds::aso_user_assigned_identity()
 }
 
 /// The platform team's ASO UserAssignedIdentity `name`, as ASO reports it once the identity

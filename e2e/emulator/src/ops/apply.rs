@@ -7,7 +7,7 @@ use super::admission;
 use super::create::finish_create;
 use super::ownership::Ownership;
 use super::target::{Target, WriteOptions};
-use super::update::finish_update;
+use super::update::{check_uid, finish_update};
 use crate::error::ApiError;
 use crate::fieldpath::{self, Shape};
 use crate::managed;
@@ -30,7 +30,13 @@ pub(super) fn apply(
     }
     let config = decode_configuration(t, body)?;
     let old = store.get(&t.res.key(), t.ns(), t.name()).cloned();
+    check_uid_exists(t, &config, old.as_ref())?;
     check_resource_version(t, &config, old.as_ref())?;
+    if let Some(o) = &old {
+        // The merge below keeps the stored uid (it is server metadata, not an applied field),
+        // so the configuration's is compared here.
+        check_uid(t, o, object::uid(&config))?;
+    }
     let view = applied_fields(t, &config);
     if old.is_none() && t.is_status() {
         return Err(t.not_found());
@@ -84,6 +90,26 @@ fn decode_configuration(t: &Target, body: &[u8]) -> Result<Value, ApiError> {
         )));
     }
     Ok(config)
+}
+
+/// A configuration that names a uid never creates: it is meant for that object, which is gone.
+/// k8s.io/apiserver `pkg/endpoints/handlers/patch.go`, `patcher.applyPatch`: a patched object
+/// with a uid and no current object is `NewConflict(.., "uid mismatch: ..")`. Every patch type
+/// shares that check, but only apply creates; the others answer 404 first
+/// (`jsonPatcher.createNewObject`, `smpPatcher.createNewObject`).
+fn check_uid_exists(t: &Target, config: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let uid = object::uid(config);
+    if uid.is_empty() || old.is_some() {
+        return Ok(());
+    }
+    Err(ApiError::precondition_failed(
+        &t.res.group,
+        &t.res.plural,
+        t.name(),
+        &format!(
+            "uid mismatch: the provided object specified uid {uid}, and no existing object was found"
+        ),
+    ))
 }
 
 /// A configuration that names a resourceVersion applies to exactly that version.

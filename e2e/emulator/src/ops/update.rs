@@ -89,7 +89,28 @@ fn check_identity(t: &Target, old: &Value, obj: &Value) -> Result<(), ApiError> 
     if !body_rv.is_empty() && body_rv != object::resource_version(old) {
         return Err(ApiError::conflict(&t.res.group, &t.res.plural, name));
     }
-    Ok(())
+    check_uid(t, old, object::uid(obj))
+}
+
+/// A body naming a uid must name the stored object's: the uid is immutable, so a write meant
+/// for an object that was deleted and re-created under the same name fails instead of changing
+/// the new one. k8s.io/apiserver `pkg/registry/rest/update.go`, `BeforeUpdate`: only an empty
+/// uid takes the stored one, then `validateCommonFields` (apimachinery
+/// `ValidateObjectMetaUpdate`, `ValidateImmutableField`) refuses a different one; this runs
+/// after the resourceVersion check, as in `genericregistry.Store.Update`.
+pub(super) fn check_uid(t: &Target, old: &Value, body_uid: &str) -> Result<(), ApiError> {
+    if body_uid.is_empty() || body_uid == object::uid(old) {
+        return Ok(());
+    }
+    Err(invalid(
+        t,
+        object::name(old),
+        vec![Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: \"{body_uid}\": field is immutable"),
+            field: "metadata.uid".into(),
+        }],
+    ))
 }
 
 /// Metadata the server owns comes from the stored object, whatever the body says.

@@ -15,4 +15,5 @@ mod project_crd;
 mod routing;
 mod ssa;
 mod token;
+mod uid_precondition;
 mod watch;

@@ -8,12 +8,14 @@
 //! the synced ones to vcluster's ServiceAccount syncer. The operator never creates them (an SSA
 //! apply of a missing object would, and Helm would then refuse to install the release), never
 //! owns them, and applies only the two annotation keys, so field ownership says exactly what is
-//! ours. vcluster's ServiceAccount syncer updates labels and annotations in both directions
-//! between a host ServiceAccount and its virtual one (loft-sh/vcluster,
+//! ours. The controller's applies name the uid its cache saw, so an account deleted since is not
+//! created again, nor is one re-created under the same name written to ([`with_uid`]).
+//! vcluster's ServiceAccount syncer updates labels and annotations in both directions between a
+//! host ServiceAccount and its virtual one (loft-sh/vcluster,
 //! `pkg/controllers/resources/serviceaccounts/syncer.go`, `serviceAccountSyncer::Sync`:
-//! `translate.AnnotationsBidirectionalUpdate`), so the virtual
-//! ServiceAccount shows the annotations too, and a tenant can change them there: the federated
-//! credential, not the annotation, is the security boundary.
+//! `translate.AnnotationsBidirectionalUpdate`), so the virtual ServiceAccount shows the
+//! annotations too, and a tenant can change them there: the federated credential, not the
+//! annotation, is the security boundary.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
@@ -62,7 +64,8 @@ pub fn virtual_of(plan: &Plan, host: &str) -> Option<(String, String)> {
         .map(|v| (v.namespace.clone(), v.name.clone()))
 }
 
-/// The apply configuration carrying only our annotations on host ServiceAccount `name`.
+/// The apply configuration carrying only our annotations on host ServiceAccount `name` (no uid:
+/// render prints it offline, where there is none; the controller adds it with [`with_uid`]).
 pub fn annotation(plan: &Plan, name: &str) -> DynamicObject {
     let meta = ObjectMeta {
         name: Some(name.to_string()),
@@ -90,4 +93,18 @@ pub fn release(namespace: &str, name: &str) -> DynamicObject {
         ..ObjectMeta::default()
     };
     dynamic(&resource(), meta, json!({}))
+}
+
+/// `config` for the ServiceAccount with uid `uid` only. An apply that names a uid never creates:
+/// with no object of that name it fails with 409 Conflict "uid mismatch: the provided object
+/// specified uid .., and no existing object was found" (k8s.io/apiserver
+/// `pkg/endpoints/handlers/patch.go`, `patcher.applyPatch`); with an object of another uid it
+/// fails with 422 Invalid "metadata.uid: .. field is immutable" (k8s.io/apiserver
+/// `pkg/registry/rest/update.go`, `BeforeUpdate`). The uid is server metadata, so field
+/// ownership is the same as without it. An empty uid (none known) leaves `config` as it is.
+pub fn with_uid(mut config: DynamicObject, uid: &str) -> DynamicObject {
+    if !uid.is_empty() {
+        config.metadata.uid = Some(uid.to_string());
+    }
+    config
 }

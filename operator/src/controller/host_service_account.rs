@@ -1,7 +1,8 @@
 //! The host ServiceAccounts the tenant's pods run as (the vcluster Helm release's workload
 //! ServiceAccount in Shared mode, the ServiceAccounts vcluster syncs from the listed virtual ones
 //! in PerServiceAccount mode): on each that exists the operator owns exactly two annotations, and
-//! releases them when no longer wanted. Then `HostSyncReady`: the host ServiceAccounts and whether
+//! releases them when no longer wanted. Every apply names the uid the ServiceAccount cache saw,
+//! so none creates an account or writes to a re-created one (`host_service_account::with_uid`). Then `HostSyncReady`: the host ServiceAccounts and whether
 //! the vcluster's Flux HelmRelease really carries the sync rules (`children::vcluster_release`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,11 +61,15 @@ pub(super) async fn sync_host_service_account(
             accounts.annotated.push(name);
             continue;
         }
+        let config = host_service_account::with_uid(
+            host_service_account::annotation(plan, &name),
+            &account.uid,
+        );
         match dynamic
             .patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&host_service_account::annotation(plan, &name)),
+                &Patch::Apply(&config),
             )
             .await
         {
@@ -76,8 +81,12 @@ pub(super) async fn sync_host_service_account(
                 }
                 accounts.annotated.push(name)
             }
-            // Deleted since the list (the vcluster went away): nothing to annotate.
-            Err(kube::Error::Api(ae)) if ae.code == 404 => accounts.missing.push(name),
+            // Deleted since the watch saw it (the vcluster went away), or re-created: nothing
+            // to annotate now. The watch's event of that change reconciles again.
+            Err(kube::Error::Api(ae)) if is_gone(&ae) => {
+                info!(tenant = %ti.name_any(), service_account = %name, "host ServiceAccount gone or re-created since the cache saw it");
+                accounts.missing.push(name)
+            }
             Err(e) => return Err(Error::KubernetesApiError(e)),
         }
     }
@@ -165,18 +174,39 @@ pub(super) async fn release_host_annotations(
         info!(tenant = %ti.name_any(), service_account = %name, "releasing workload identity annotations");
         let dynamic: Api<DynamicObject> =
             Api::namespaced_with(ctx.client(), &ns, &host_service_account::resource());
+        let config =
+            host_service_account::with_uid(host_service_account::release(&ns, name), &sa.uid);
         match dynamic
             .patch(
                 name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&host_service_account::release(&ns, name)),
+                &Patch::Apply(&config),
             )
             .await
         {
             Ok(_) => {}
-            Err(kube::Error::Api(ae)) if ae.code == 404 => {}
+            // Gone: nothing to release. Or re-created: the new account's watch event
+            // reconciles again, with its uid.
+            Err(kube::Error::Api(ae)) if is_gone(&ae) => {}
             Err(e) => return Err(Error::KubernetesApiError(e)),
         }
     }
     Ok(existing)
 }
+
+/// Whether an apply made by `host_service_account::with_uid` failed because the ServiceAccount
+/// it named is gone (409 uid mismatch, or 404) or another one has its name now (422, the uid is
+/// immutable): the answers `with_uid` describes.
+fn is_gone(status: &kube::core::Status) -> bool {
+    status.is_not_found()
+        || (status.is_conflict() && status.message.contains("uid mismatch"))
+        || (status.is_invalid()
+            && (status.message.contains("metadata.uid")
+                || status
+                    .details
+                    .as_ref()
+                    .is_some_and(|d| d.causes.iter().any(|c| c.field == "metadata.uid"))))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,8 @@
 //! Every ServiceAccount of the cluster as the metadata watch sees it, slimmed to what the host
-//! ServiceAccount and deploy account steps read: that it exists, whether our field manager
-//! applied to it, whether it is one of our children or one of our deploy accounts, and the
-//! workload identity annotations. Most ServiceAccounts are unrelated to any tenant, so an entry
-//! is a few short strings.
+//! ServiceAccount and deploy account steps read: that it exists and its uid, whether our field
+//! manager applied to it, whether it is one of our children or one of our deploy accounts, and
+//! the workload identity annotations. Most ServiceAccounts are unrelated to any tenant, so an
+//! entry is a few short strings.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -19,6 +19,9 @@ const KEPT_PREFIX: &str = "azure.workload.identity/";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlimServiceAccount {
+    /// The account's uid: our annotation applies name it, so that they never create an account
+    /// deleted since the watch saw it, nor write to another one re-created under its name.
+    pub uid: String,
     /// Our field manager has an Apply entry on it.
     pub applied_by_us: bool,
     /// Controlled by a TenantIdentity (our `<name>-git` child).
@@ -185,6 +188,7 @@ fn key(sa: &PartialObjectMeta<ServiceAccount>) -> Key {
 /// What the reconcile reads of a ServiceAccount's metadata.
 pub fn slim(sa: &PartialObjectMeta<ServiceAccount>) -> SlimServiceAccount {
     SlimServiceAccount {
+        uid: sa.uid().unwrap_or_default(),
         applied_by_us: sa.managed_fields().iter().any(|m| {
             m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
         }),

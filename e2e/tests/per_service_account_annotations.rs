@@ -18,7 +18,8 @@ use kube::{
 };
 use serde_json::json;
 use tenant_identity_e2e::{
-    DEFAULT_TIMEOUT, TestEnv, namespace::random_guid, objects::*, simulate, wait_for, wait_gone,
+    Cluster, DEFAULT_TIMEOUT, TestEnv, namespace::random_guid, objects::*, simulate, wait_for,
+    wait_gone,
 };
 
 /// The annotations and labels vcluster's syncer puts on the host ServiceAccount of `ns/name`.
@@ -300,4 +301,108 @@ async fn synced_host_service_accounts_get_the_identity_annotations() {
     assert!(sas.get_opt(job).await.unwrap().is_some(), "never deleted");
 
     env.finish().await;
+}
+
+/// The contract that keeps the operator from creating a host ServiceAccount it saw and that was
+/// deleted since (or writing to one re-created under its name): its annotation applies name the
+/// uid it saw, and the API server refuses such an apply instead of creating (409,
+/// k8s.io/apiserver `pkg/endpoints/handlers/patch.go`, `patcher.applyPatch`) or changing
+/// another object (422, `pkg/registry/rest/update.go`, `BeforeUpdate`: the uid is immutable).
+/// The race itself is the operator's unit test (`controller::host_service_account::tests`);
+/// this holds the API server to the answers it relies on, on the emulator and a real cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_naming_the_uid_of_a_deleted_service_account_creates_nothing() {
+    let cluster = Cluster::connect().await.unwrap();
+    let ns = cluster.namespace("uid-precondition").await.unwrap();
+    let (client, ns_name) = (cluster.client(), ns.name().to_string());
+    let sas = service_accounts(&client, &ns_name);
+    let host = "app-x-default-x-vc-u";
+    let apply = |uid: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": host, "uid": uid, "annotations": {
+                CLIENT_ID_ANNOTATION: random_guid(), TENANT_ID_ANNOTATION: TENANT_ID,
+            }},
+        })
+    };
+    let params = PatchParams::apply(OPERATOR_MANAGER).force();
+
+    let synced = simulate::vcluster_synced_service_account(
+        &client, &ns_name, "vc-u", "default", "app", host,
+    )
+    .await
+    .unwrap();
+    let old_uid = synced.uid().unwrap();
+    sas.delete(host, &DeleteParams::default()).await.unwrap();
+    wait_gone(&sas, host, DEFAULT_TIMEOUT).await.unwrap();
+
+    let refused = sas
+        .patch(host, &params, &Patch::Apply(apply(&old_uid)))
+        .await;
+    let Err(kube::Error::Api(status)) = refused else {
+        panic!("an apply naming a deleted uid must fail: {refused:?}");
+    };
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (409, "Conflict"),
+        "{status:?}"
+    );
+    assert!(
+        status.message.contains(&format!(
+            "uid mismatch: the provided object specified uid {old_uid}, and no existing object was found"
+        )),
+        "{status:?}"
+    );
+    assert!(
+        sas.get_opt(host).await.unwrap().is_none(),
+        "nothing created"
+    );
+
+    // vcluster syncs it again: a new object, which the old uid does not touch.
+    let again = simulate::vcluster_synced_service_account(
+        &client, &ns_name, "vc-u", "default", "app", host,
+    )
+    .await
+    .unwrap();
+    assert_ne!(again.uid(), Some(old_uid.clone()));
+    let refused = sas
+        .patch(host, &params, &Patch::Apply(apply(&old_uid)))
+        .await;
+    let Err(kube::Error::Api(status)) = refused else {
+        panic!("an apply naming another uid must fail: {refused:?}");
+    };
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (422, "Invalid"),
+        "{status:?}"
+    );
+    assert!(
+        status.message.contains(&format!(
+            "metadata.uid: Invalid value: \"{old_uid}\": field is immutable"
+        )),
+        "{status:?}"
+    );
+    let now = sas.get(host).await.unwrap();
+    assert_eq!(
+        now.resource_version(),
+        again.resource_version(),
+        "unchanged"
+    );
+    assert!(!now.annotations().contains_key(CLIENT_ID_ANNOTATION));
+
+    // With the uid of the object that is there, the apply writes our two keys.
+    let written = sas
+        .patch(host, &params, &Patch::Apply(apply(&again.uid().unwrap())))
+        .await
+        .unwrap();
+    assert!(written.annotations().contains_key(CLIENT_ID_ANNOTATION));
+    assert_eq!(
+        operator_fields(&written),
+        Some(json!({"f:metadata": {"f:annotations": {
+            format!("f:{CLIENT_ID_ANNOTATION}"): {},
+            format!("f:{TENANT_ID_ANNOTATION}"): {},
+        }}})),
+        "the uid is not an applied field"
+    );
+    ns.cleanup().await;
 }

@@ -8,10 +8,10 @@
 //! Everything is read from the ServiceAccount watch's cache (a converged reconcile sends
 //! nothing); one list of the namespace while it has not listed yet.
 //!
-//! The ServiceAccount watch does not map the deploy account's events to its tenant yet (that
-//! mapping would match `children::deploy_service_account::wanted`): an account deleted by hand, or one
-//! garbage collected after its Kustomization was deleted and re-created, is created again by the
-//! next reconcile, at the latest the resync.
+//! The ServiceAccount watch maps the deploy account's events to the tenant whose Kustomization
+//! names it (`children::deploy_service_account::wanted`, in `run.rs`), so an account deleted by
+//! hand, or one garbage collected after its Kustomization was deleted and re-created, is created
+//! again at once.
 
 use std::collections::BTreeMap;
 

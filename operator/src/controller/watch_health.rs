@@ -1,7 +1,8 @@
 //! Each watch of the controller gets its own backoff and its own health.
 //!
 //! kube-runtime's `Controller` merges every watch into one stream and applies one backoff to
-//! it: after an API server restart every watch reports errors (connection refused, TLS EOF, a
+//! it (kube-runtime `controller/mod.rs`: `for_stream_with` and `owns_stream_with` push every
+//! trigger into one `SelectAll`, backed off by the single `trigger_backoff`): after an API server restart every watch reports errors (connection refused, TLS EOF, a
 //! 403 while the authorizer warms up, 410), each error re-arms the shared backoff, and no event
 //! of any watch is processed for minutes. Here every watch is backed off on its own (client-go's
 //! 0.8 s → 30 s) and restarted with a fresh list, and its errors are counted, logged and kept out

@@ -23,7 +23,10 @@ use kube::{
     api::{ApiResource, DynamicObject, ObjectMeta},
 };
 pub use tenant_identity_crd::kinds::ChildKind;
-use tenant_identity_crd::kinds::{FIELD_MANAGER, MANAGED_BY_LABEL, TENANT_LABEL};
+use tenant_identity_crd::{
+    TenantIdentity,
+    kinds::{FIELD_MANAGER, MANAGED_BY_LABEL, TENANT_LABEL},
+};
 
 use crate::{
     names,
@@ -121,6 +124,16 @@ pub(crate) fn owned_meta(plan: &Plan, owner: &OwnerReference, name: String) -> O
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     }
+}
+
+/// Whether an event of the ServiceAccount `name` in a tenant's namespace concerns that tenant:
+/// a host ServiceAccount its pods run as, its `<name>-git` child, or the deploy account its
+/// Kustomization names. Read leniently from the spec (the watch maps events before any
+/// validation).
+pub fn service_account_concerns(ti: &TenantIdentity, name: &str) -> bool {
+    host_service_account::wanted(ti).iter().any(|n| n == name)
+        || names::git_service_account(&ti.name_any()) == name
+        || deploy_service_account::wanted(ti).as_deref() == Some(name)
 }
 
 pub fn tenant_labels(tenant: &str) -> BTreeMap<String, String> {

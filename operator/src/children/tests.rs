@@ -1139,3 +1139,28 @@ mod release {
         );
     }
 }
+
+#[test]
+fn service_account_events_concern_the_tenants_that_use_those_accounts() {
+    let url = "https://dev.azure.com/o/p/_git/r";
+    let azure = json!({"clientId": "6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f",
+        "identity": {"azureServiceOperator": {"name": "id"}}});
+    let shared = ti(json!({"azure": azure, "virtualCluster": {"name": "vc"},
+        "git": {"url": url, "deploy": {"serviceAccountName": "flux-applier"}}}));
+    // (account, concerns the tenant)
+    for (name, concerns) in [
+        ("vc-workload-vc", true), // the vcluster's workload account (Shared)
+        ("team-a-git", true),     // our Flux source account
+        ("flux-applier", true),   // the deploy account the Kustomization names
+        ("team-a-deploy", false), // the default name, not the one named
+        ("someone-else", false),
+    ] {
+        assert_eq!(service_account_concerns(&shared, name), concerns, "{name}");
+    }
+    let default_deploy = ti(json!({"azure": azure, "virtualCluster": {"name": "vc"},
+        "git": {"url": url, "deploy": {}}}));
+    assert!(service_account_concerns(&default_deploy, "team-a-deploy"));
+    let no_deploy = ti(json!({"azure": azure, "virtualCluster": {"name": "vc"},
+        "git": {"url": url}}));
+    assert!(!service_account_concerns(&no_deploy, "team-a-deploy"));
+}

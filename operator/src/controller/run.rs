@@ -29,10 +29,9 @@ use super::{
     watch_health::WatchHealth,
 };
 use crate::{
-    children::{deploy_service_account, host_service_account},
+    children::{self, host_service_account},
     http::{Liveness, Readiness},
     metrics::Watched,
-    names,
 };
 
 /// The probes a controller run keeps up to date.
@@ -139,11 +138,7 @@ pub async fn run(services: Arc<Services>, shutdown: BoxFuture<'static, ()>, prob
                 &sa_store,
                 &sa_index,
                 &sa.namespace().unwrap_or_default(),
-                |t| {
-                    host_service_account::wanted(t).contains(&name)
-                        || names::git_service_account(&t.name_any()) == name
-                        || deploy_service_account::wanted(t).as_deref() == Some(name.as_str())
-                },
+                |t| children::service_account_concerns(t, &name),
             )
         },
     );

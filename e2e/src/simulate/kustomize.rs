@@ -13,7 +13,7 @@
 
 use anyhow::{Context as _, bail};
 use kube::{
-    Client, ResourceExt,
+    Api, Client, ResourceExt,
     api::{DynamicObject, Patch, PatchParams},
 };
 use serde_json::json;
@@ -50,8 +50,20 @@ pub async fn kustomize_controller_adds_finalizer(
     if !finalizers.iter().any(|f| f == KUSTOMIZATION_FINALIZER) {
         finalizers.push(KUSTOMIZATION_FINALIZER.to_string());
     }
+    set_finalizers(&api, &ks, finalizers)
+        .await
+        .with_context(|| format!("cannot add Flux's finalizer to Kustomization {ns}/{name}"))
+}
+
+/// Write the Kustomization's finalizers as kustomize-controller does (its field manager),
+/// guarded by the resourceVersion it read.
+async fn set_finalizers(
+    api: &Api<DynamicObject>,
+    ks: &DynamicObject,
+    finalizers: Vec<String>,
+) -> kube::Result<DynamicObject> {
     api.patch(
-        name,
+        &ks.name_any(),
         &PatchParams {
             field_manager: Some(GITOPS_MANAGER.to_string()),
             ..PatchParams::default()
@@ -62,7 +74,6 @@ pub async fn kustomize_controller_adds_finalizer(
         }})),
     )
     .await
-    .with_context(|| format!("cannot add Flux's finalizer to Kustomization {ns}/{name}"))
 }
 
 /// kustomize-controller's `finalize` of a Kustomization being deleted: look up the account it
@@ -108,18 +119,10 @@ pub async fn kustomize_controller_finalizes(
         .filter(|f| *f != KUSTOMIZATION_FINALIZER)
         .cloned()
         .collect();
-    api.patch(
-        name,
-        &PatchParams {
-            field_manager: Some(GITOPS_MANAGER.to_string()),
-            ..PatchParams::default()
-        },
-        &Patch::Merge(json!({"metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": ks.resource_version(),
-        }})),
-    )
-    .await
-    .with_context(|| format!("cannot remove Flux's finalizer from Kustomization {ns}/{name}"))?;
+    set_finalizers(&api, &ks, finalizers)
+        .await
+        .with_context(|| {
+            format!("cannot remove Flux's finalizer from Kustomization {ns}/{name}")
+        })?;
     Ok(finalized)
 }
